@@ -1,0 +1,360 @@
+//! File data in metadata: chunk slice lists, slice reference counts, truncate/fallocate,
+//! open-file tracking, deletion of unreferenced files, sessions cleanup and statfs.
+
+use super::*;
+use crate::meta::slice;
+
+/// Decrements the reference of each slice in `slices`; returns those no longer referenced.
+async fn deref_slices(tx: &mut Tx, slices: &[Slice]) -> Result<Vec<FreedSlice>> {
+    let mut freed = Vec::new();
+    for s in slices.iter().filter(|s| s.id > 0) {
+        tx.exec(
+            "UPDATE jfs_chunk_ref SET refs=refs-1 WHERE chunkid=? AND size=?",
+            &[s.id.into(), s.size.into()],
+        )
+        .await?;
+        let rows = tx
+            .query("SELECT refs FROM jfs_chunk_ref WHERE chunkid=?", &[s.id.into()])
+            .await?;
+        match first_int(&rows)? {
+            Some(r) if r > 0 => {}
+            _ => {
+                tx.exec("DELETE FROM jfs_chunk_ref WHERE chunkid=?", &[s.id.into()])
+                    .await?;
+                freed.push(FreedSlice {
+                    id: s.id,
+                    size: s.size,
+                });
+            }
+        }
+    }
+    Ok(freed)
+}
+
+/// Deletes every chunk row of `ino`, dropping the slices' references.
+pub(crate) async fn delete_chunks(tx: &mut Tx, ino: Ino) -> Result<Vec<FreedSlice>> {
+    let rows = tx
+        .query("SELECT indx,slices FROM jfs_chunk WHERE inode=?", &[ino.into()])
+        .await?;
+    let mut freed = Vec::new();
+    for mut r in rows {
+        let blob = r.remove(1).blob()?;
+        let slices = slice::decode(&blob).map_err(MetaError::Corrupt)?;
+        freed.extend(deref_slices(tx, &slices).await?);
+    }
+    tx.exec("DELETE FROM jfs_chunk WHERE inode=?", &[ino.into()]).await?;
+    Ok(freed)
+}
+
+async fn append_slice(tx: &mut Tx, ino: Ino, index: u32, s: &Slice) -> Result<()> {
+    let mut buf = Vec::with_capacity(slice::SLICE_BYTES);
+    slice::encode_one(s, &mut buf);
+    let n = tx
+        .exec(
+            "UPDATE jfs_chunk SET slices=slices || ? WHERE inode=? AND indx=?",
+            &[buf.clone().into(), ino.into(), index.into()],
+        )
+        .await?;
+    if n == 0 {
+        tx.exec(
+            "INSERT INTO jfs_chunk (inode,indx,slices) VALUES (?,?,?)",
+            &[ino.into(), index.into(), buf.into()],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Covers `[off, off+len)` of a file with zeros by appending hole slices (id 0).
+async fn zero_range(tx: &mut Tx, ino: Ino, off: u64, len: u64) -> Result<()> {
+    let mut pos = off;
+    let end = off + len;
+    while pos < end {
+        let index = (pos / CHUNK_SIZE) as u32;
+        let in_chunk = pos % CHUNK_SIZE;
+        let n = (CHUNK_SIZE - in_chunk).min(end - pos);
+        let exists = tx
+            .query(
+                "SELECT indx FROM jfs_chunk WHERE inode=? AND indx=?",
+                &[ino.into(), index.into()],
+            )
+            .await?;
+        // A chunk with no row reads as zeros already.
+        if !exists.is_empty() {
+            let hole = Slice {
+                pos: in_chunk as u32,
+                id: 0,
+                size: n as u32,
+                off: 0,
+                len: n as u32,
+            };
+            append_slice(tx, ino, index, &hole).await?;
+        }
+        pos += n;
+    }
+    Ok(())
+}
+
+impl SqlMeta {
+    pub(crate) async fn do_read_chunk(&self, ino: Ino, index: u32) -> Result<Vec<Slice>> {
+        txn!(self, false, |tx| {
+            let rows = tx
+                .query(
+                    "SELECT slices FROM jfs_chunk WHERE inode=? AND indx=?",
+                    &[ino.into(), index.into()],
+                )
+                .await?;
+            match rows.into_iter().next() {
+                Some(mut r) => slice::decode(&r.remove(0).blob()?).map_err(MetaError::Corrupt),
+                None => Ok(Vec::new()),
+            }
+        })
+    }
+
+    pub(crate) async fn do_write_slice(&self, ino: Ino, index: u32, s: Slice, mtime: Nanos) -> Result<Attr> {
+        self.check_writable()?;
+        let end = index as u64 * CHUNK_SIZE + s.pos as u64 + s.len as u64;
+        let (attr, grown) = txn!(self, true, |tx| {
+            let mut a = must_node(&mut tx, ino).await?;
+            if a.kind != FileKind::File {
+                return Err(MetaError::Perm);
+            }
+            append_slice(&mut tx, ino, index, &s).await?;
+            if s.id > 0 {
+                let n = tx
+                    .exec(
+                        "UPDATE jfs_chunk_ref SET refs=refs+1 WHERE chunkid=? AND size=?",
+                        &[s.id.into(), s.size.into()],
+                    )
+                    .await?;
+                if n == 0 {
+                    tx.exec(
+                        "INSERT INTO jfs_chunk_ref (chunkid,size,refs) VALUES (?,?,1)",
+                        &[s.id.into(), s.size.into()],
+                    )
+                    .await?;
+                }
+            }
+            let old = a.length;
+            if end > a.length {
+                a.length = end;
+            }
+            a.mtime = mtime;
+            a.ctime = now_nanos();
+            update_node(&mut tx, ino, &a).await?;
+            let grown = align4k(a.length) - align4k(old);
+            Ok((a, grown))
+        })?;
+        self.add_usage(grown, 0);
+        Ok(attr)
+    }
+
+    pub(crate) async fn do_truncate(&self, ino: Ino, length: u64) -> Result<(Attr, Vec<FreedSlice>)> {
+        self.check_writable()?;
+        let cur = self.getattr(ino).await?;
+        if length > cur.length {
+            self.check_quota(align4k(length) - align4k(cur.length), 0).await?;
+        }
+        let (attr, freed, delta) = txn!(self, true, |tx| {
+            let mut a = must_node(&mut tx, ino).await?;
+            if a.kind != FileKind::File {
+                return Err(MetaError::Perm);
+            }
+            let old = a.length;
+            let mut freed = Vec::new();
+            if length < old {
+                // Whole chunks past the new end go; the chunk holding the end gets a hole.
+                let keep = length.div_ceil(CHUNK_SIZE) as i64;
+                let rows = tx
+                    .query(
+                        "SELECT indx,slices FROM jfs_chunk WHERE inode=? AND indx>=?",
+                        &[ino.into(), keep.into()],
+                    )
+                    .await?;
+                for mut r in rows {
+                    let slices = slice::decode(&r.remove(1).blob()?).map_err(MetaError::Corrupt)?;
+                    freed.extend(deref_slices(&mut tx, &slices).await?);
+                }
+                tx.exec(
+                    "DELETE FROM jfs_chunk WHERE inode=? AND indx>=?",
+                    &[ino.into(), keep.into()],
+                )
+                .await?;
+                let chunk_end = (keep as u64 * CHUNK_SIZE).min(old);
+                if chunk_end > length {
+                    zero_range(&mut tx, ino, length, chunk_end - length).await?;
+                }
+            }
+            a.length = length;
+            let now = now_nanos();
+            a.mtime = now;
+            a.ctime = now;
+            update_node(&mut tx, ino, &a).await?;
+            Ok((a, freed, align4k(length) - align4k(old)))
+        })?;
+        self.add_usage(delta, 0);
+        Ok((attr, freed))
+    }
+
+    pub(crate) async fn do_fallocate(&self, ino: Ino, mode: i32, off: u64, len: u64) -> Result<Attr> {
+        self.check_writable()?;
+        let supported = libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
+        if mode & !supported != 0 {
+            return Err(MetaError::Invalid(format!("fallocate mode {mode:#x} is not supported")));
+        }
+        if mode & libc::FALLOC_FL_PUNCH_HOLE != 0 && mode & libc::FALLOC_FL_KEEP_SIZE == 0 {
+            return Err(MetaError::Invalid("PUNCH_HOLE needs KEEP_SIZE".into()));
+        }
+        let end = off.checked_add(len).ok_or(MetaError::Invalid("range overflows".into()))?;
+        let cur = self.getattr(ino).await?;
+        if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > cur.length {
+            self.check_quota(align4k(end) - align4k(cur.length), 0).await?;
+        }
+        let (attr, delta) = txn!(self, true, |tx| {
+            let mut a = must_node(&mut tx, ino).await?;
+            if a.kind != FileKind::File {
+                return Err(MetaError::Perm);
+            }
+            let old = a.length;
+            if mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) != 0 {
+                let zero_end = end.min(a.length);
+                if zero_end > off {
+                    zero_range(&mut tx, ino, off, zero_end - off).await?;
+                }
+            }
+            if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > a.length {
+                a.length = end;
+            }
+            let now = now_nanos();
+            a.mtime = now;
+            a.ctime = now;
+            update_node(&mut tx, ino, &a).await?;
+            let grown = align4k(a.length) - align4k(old);
+            Ok((a, grown))
+        })?;
+        self.add_usage(delta, 0);
+        Ok(attr)
+    }
+
+    pub(crate) async fn do_close(&self, ino: Ino) -> Result<Vec<FreedSlice>> {
+        let last = {
+            let mut open = self.open_files.lock().map_err(poisoned)?;
+            match open.get_mut(&ino) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    open.remove(&ino);
+                    true
+                }
+                None => false,
+            }
+        };
+        if !last || self.read_only {
+            return Ok(Vec::new());
+        }
+        let sid = self.sid();
+        txn!(self, true, |tx| {
+            let sustained = tx
+                .query(
+                    "SELECT inode FROM jfs_sustained WHERE sid=? AND inode=?",
+                    &[sid.into(), ino.into()],
+                )
+                .await?;
+            if sustained.is_empty() {
+                return Ok(Vec::new());
+            }
+            tx.exec(
+                "DELETE FROM jfs_sustained WHERE sid=? AND inode=?",
+                &[sid.into(), ino.into()],
+            )
+            .await?;
+            match get_node(&mut tx, ino).await? {
+                Some(a) if a.nlink == 0 => self.delete_inode(&mut tx, ino, &a).await,
+                _ => Ok(Vec::new()),
+            }
+        })
+    }
+
+    /// Removes a session's locks and the files it held open after they were unlinked.
+    pub(crate) async fn clean_session(&self, sid: u64) -> Result<Vec<FreedSlice>> {
+        self.check_writable()?;
+        txn!(self, true, |tx| {
+            let rows = tx
+                .query("SELECT inode FROM jfs_sustained WHERE sid=?", &[sid.into()])
+                .await?;
+            let mut freed = Vec::new();
+            for r in rows {
+                let ino = r[0].uint()?;
+                if let Some(a) = get_node(&mut tx, ino).await? {
+                    if a.nlink == 0 {
+                        freed.extend(self.delete_inode(&mut tx, ino, &a).await?);
+                    }
+                }
+            }
+            for table in ["jfs_sustained", "jfs_flock", "jfs_plock", "jfs_session"] {
+                tx.exec(&format!("DELETE FROM {table} WHERE sid=?"), &[sid.into()])
+                    .await?;
+            }
+            Ok(freed)
+        })
+    }
+
+    /// Files queued in `jfs_delfile` (by the reference client or an interrupted delete).
+    pub(crate) async fn do_cleanup_deleted_files(&self) -> Result<Vec<FreedSlice>> {
+        if self.read_only {
+            return Ok(Vec::new());
+        }
+        let rows = txn!(self, false, |tx| {
+            tx.query("SELECT inode FROM jfs_delfile WHERE expire<=?", &[unix_secs().into()])
+                .await
+        })?;
+        let mut freed = Vec::new();
+        for r in rows {
+            let ino = r[0].uint()?;
+            freed.extend(txn!(self, true, |tx| {
+                let f = delete_chunks(&mut tx, ino).await?;
+                tx.exec("DELETE FROM jfs_delfile WHERE inode=?", &[ino.into()])
+                    .await?;
+                Ok(f)
+            })?);
+        }
+        Ok(freed)
+    }
+
+    pub(crate) async fn do_statfs(&self) -> Result<StatFs> {
+        let used_space = (self.get_counter("usedSpace").await?
+            + self.used_space_delta.load(Ordering::Relaxed))
+        .max(0) as u64;
+        let used_inodes = (self.get_counter("totalInodes").await?
+            + self.used_inodes_delta.load(Ordering::Relaxed))
+        .max(0) as u64;
+        let f = self.cached_format();
+        let capacity = f.as_ref().map_or(0, |f| f.capacity);
+        let inodes = f.as_ref().map_or(0, |f| f.inodes);
+        // As JuiceFS reports it: used rounded up to 64 KiB; an unlimited volume shows 1 PiB,
+        // doubled while it would be more than 80 % full.
+        let used_space = ((used_space >> 16) + 1) << 16;
+        let total_space = if capacity > 0 {
+            capacity.max(used_space)
+        } else {
+            let mut t = 1u64 << 50;
+            while t.saturating_mul(8) < used_space.saturating_mul(10) {
+                t *= 2;
+            }
+            t
+        };
+        let avail_inodes = if inodes > 0 {
+            inodes.saturating_sub(used_inodes)
+        } else {
+            10 << 20
+        };
+        Ok(StatFs {
+            total_space,
+            avail_space: total_space.saturating_sub(used_space),
+            used_inodes,
+            avail_inodes,
+        })
+    }
+}

@@ -1,0 +1,270 @@
+//! Object storage for data blocks, through OpenDAL: the JuiceFS key layout, per-block
+//! compression, and the storage kinds we support (`file`, `s3`/`minio`).
+
+mod compress;
+
+pub use compress::Compression;
+use crate::meta::Format;
+use bytes::Bytes;
+use opendal::Operator;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("object storage {storage} at {bucket}: {msg}")]
+    Setup {
+        storage: String,
+        bucket: String,
+        msg: String,
+    },
+    #[error("object {key}: {source}")]
+    Io {
+        key: String,
+        #[source]
+        source: opendal::Error,
+    },
+    #[error("object {key} is corrupt: {msg}")]
+    Corrupt { key: String, msg: String },
+}
+
+impl ObjectError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ObjectError::Io { source, .. } if source.kind() == opendal::ErrorKind::NotFound)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ObjectError>;
+
+#[derive(Clone)]
+pub struct ObjectStore {
+    op: Operator,
+    prefix: String,
+    hash_prefix: bool,
+    compression: Compression,
+    block_size: u64,
+}
+
+/// `http://host:port/bucket` (path style) or `https://bucket.host` (virtual host style).
+pub fn parse_s3_bucket(url: &str) -> std::result::Result<(String, String, bool), String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("bucket {url:?} must be a URL like http://127.0.0.1:9000/mybucket"))?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let path = path.trim_matches('/');
+    if host.is_empty() {
+        return Err(format!("bucket URL {url:?} has no host"));
+    }
+    if !path.is_empty() {
+        if path.contains('/') {
+            return Err(format!("bucket URL {url:?}: the path must be just the bucket name"));
+        }
+        return Ok((format!("{scheme}://{host}"), path.to_string(), false));
+    }
+    let (bucket, domain) = host
+        .split_once('.')
+        .ok_or_else(|| format!("bucket URL {url:?} names no bucket (use http://host:port/bucket)"))?;
+    Ok((format!("{scheme}://{domain}"), bucket.to_string(), true))
+}
+
+fn setup_err(f: &Format, msg: impl ToString) -> ObjectError {
+    ObjectError::Setup {
+        storage: f.storage.clone(),
+        bucket: f.bucket.clone(),
+        msg: msg.to_string(),
+    }
+}
+
+impl ObjectStore {
+    pub fn new(f: &Format) -> Result<ObjectStore> {
+        let op = match f.storage.as_str() {
+            "file" => {
+                let b = opendal::services::Fs::default().root(&f.bucket);
+                Operator::new(b).map_err(|e| setup_err(f, e))?
+            }
+            "s3" | "minio" => {
+                let (endpoint, bucket, vhost) = parse_s3_bucket(&f.bucket).map_err(|e| setup_err(f, e))?;
+                let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+                let mut b = opendal::services::S3::default()
+                    .endpoint(&endpoint)
+                    .bucket(&bucket)
+                    .region(&region)
+                    .disable_config_load()
+                    .disable_ec2_metadata();
+                if vhost {
+                    b = b.enable_virtual_host_style();
+                }
+                if !f.access_key.is_empty() {
+                    b = b.access_key_id(&f.access_key).secret_access_key(&f.secret_key);
+                } else {
+                    b = b.skip_signature();
+                }
+                Operator::new(b).map_err(|e| setup_err(f, e))?
+            }
+            other => return Err(setup_err(f, format!("storage type {other:?} is not supported (file, s3, minio)"))),
+        };
+        let op = op
+            .layer(opendal::layers::TimeoutLayer::new().with_timeout(Duration::from_secs(60)))
+            .layer(
+                opendal::layers::RetryLayer::new()
+                    .with_max_times(5)
+                    .with_jitter(),
+            );
+        Ok(ObjectStore {
+            op,
+            prefix: format!("{}/", f.name),
+            hash_prefix: f.hash_prefix,
+            compression: Compression::parse(&f.compression).map_err(|e| setup_err(f, e))?,
+            block_size: f.block_bytes(),
+        })
+    }
+
+    pub fn block_size(&self) -> u64 {
+        self.block_size
+    }
+
+    pub fn block_key(&self, id: u64, index: u32, size: u32) -> String {
+        if self.hash_prefix {
+            format!(
+                "{}chunks/{:02X}/{}/{}_{}_{}",
+                self.prefix,
+                id % 256,
+                id / 1_000_000,
+                id,
+                index,
+                size
+            )
+        } else {
+            format!(
+                "{}chunks/{}/{}/{}_{}_{}",
+                self.prefix,
+                id / 1_000_000,
+                id / 1000,
+                id,
+                index,
+                size
+            )
+        }
+    }
+
+    /// Length of block `index` of a slice of `slice_size` bytes (only the last is short).
+    pub fn block_len(&self, slice_size: u32, index: u32) -> u32 {
+        let start = index as u64 * self.block_size;
+        (slice_size as u64 - start).min(self.block_size) as u32
+    }
+
+    pub async fn put_block(&self, id: u64, index: u32, data: Bytes) -> Result<()> {
+        let key = self.block_key(id, index, data.len() as u32);
+        let body = self.compression.compress(data);
+        self.op
+            .write(&key, body)
+            .await
+            .map(|_| ())
+            .map_err(|source| ObjectError::Io { key, source })
+    }
+
+    pub async fn get_block(&self, id: u64, index: u32, size: u32) -> Result<Bytes> {
+        let key = self.block_key(id, index, size);
+        let raw = self
+            .op
+            .read(&key)
+            .await
+            .map_err(|source| ObjectError::Io {
+                key: key.clone(),
+                source,
+            })?
+            .to_bytes();
+        let data = self
+            .compression
+            .decompress(raw, size as usize)
+            .map_err(|msg| ObjectError::Corrupt { key: key.clone(), msg })?;
+        if data.len() != size as usize {
+            return Err(ObjectError::Corrupt {
+                key,
+                msg: format!("{} bytes, expected {size}", data.len()),
+            });
+        }
+        Ok(data)
+    }
+
+    /// Deletes every block of a slice; missing blocks are not an error.
+    pub async fn delete_slice(&self, id: u64, size: u32) -> Result<()> {
+        let blocks = (size as u64).div_ceil(self.block_size).max(1) as u32;
+        for i in 0..blocks {
+            let key = self.block_key(id, i, self.block_len(size, i));
+            match self.op.delete(&key).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
+                Err(source) => return Err(ObjectError::Io { key, source }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes, reads back and deletes a probe object: proves the bucket and credentials work.
+    pub async fn check(&self) -> Result<()> {
+        let key = format!("{}testing/{}", self.prefix, uuid::Uuid::new_v4());
+        let io = |source| ObjectError::Io { key: key.clone(), source };
+        self.op.write(&key, Bytes::from_static(b"juicefs-probe")).await.map_err(io)?;
+        let back = self.op.read(&key).await.map_err(io)?.to_bytes();
+        self.op.delete(&key).await.map_err(io)?;
+        if back.as_ref() != b"juicefs-probe" {
+            return Err(ObjectError::Corrupt {
+                key,
+                msg: "probe object read back different bytes".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fmt(bucket: &str) -> Format {
+        Format::parse(&format!(
+            r#"{{"Name":"vol","UUID":"u","Storage":"file","Bucket":"{bucket}","AccessKey":"","BlockSize":4096,"Compression":"none","Shards":0,"Partitions":0,"Capacity":0,"Inodes":0}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn key_layout_matches_juicefs() {
+        let s = ObjectStore::new(&fmt("/tmp/x/")).unwrap();
+        assert_eq!(s.block_key(2, 1, 4194304), "vol/chunks/0/0/2_1_4194304");
+        assert_eq!(s.block_key(1234567, 0, 10), "vol/chunks/1/1234/1234567_0_10");
+        assert_eq!(s.block_len(10_000_000, 2), 1_611_392);
+        assert_eq!(s.block_len(10_000_000, 0), 4 << 20);
+    }
+
+    #[test]
+    fn s3_bucket_urls() {
+        assert_eq!(
+            parse_s3_bucket("http://127.0.0.1:9000/bkt").unwrap(),
+            ("http://127.0.0.1:9000".into(), "bkt".into(), false)
+        );
+        assert_eq!(
+            parse_s3_bucket("https://bkt.s3.amazonaws.com").unwrap(),
+            ("https://s3.amazonaws.com".into(), "bkt".into(), true)
+        );
+        assert!(parse_s3_bucket("bkt").is_err());
+        assert!(parse_s3_bucket("http://h/a/b").is_err());
+    }
+
+    #[tokio::test]
+    async fn blocks_round_trip_on_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = fmt(&format!("{}/", dir.path().display()));
+        for c in ["none", "lz4", "zstd"] {
+            f.compression = c.into();
+            let s = ObjectStore::new(&f).unwrap();
+            let data = Bytes::from(vec![7u8; 100_000]);
+            s.put_block(9, 0, data.clone()).await.unwrap();
+            assert_eq!(s.get_block(9, 0, 100_000).await.unwrap(), data);
+            assert!(dir.path().join("vol/chunks/0/0/9_0_100000").exists());
+            s.delete_slice(9, 100_000).await.unwrap();
+            assert!(s.get_block(9, 0, 100_000).await.unwrap_err().is_not_found());
+        }
+        ObjectStore::new(&f).unwrap().check().await.unwrap();
+    }
+}
