@@ -1,6 +1,13 @@
 //! The JuiceFS-format FUSE client: metadata engines (`meta`), object storage (`object`),
-//! the chunk/slice/block data path (`chunk`), the file system layer (`vfs`), its FUSE
-//! adapter (`fuse`) and the command line (`cli`). Nothing here knows about Kubernetes.
+//! the file system layer with its read and write paths (`vfs`), its FUSE adapter (`fuse`),
+//! mount options (`options`) and the command line (`cli`, `commands`). Nothing here knows
+//! about Kubernetes.
 
+pub mod cli;
+pub mod commands;
+pub mod fuse;
+pub mod logging;
 pub mod meta;
 pub mod object;
+pub mod options;
+pub mod vfs;

@@ -1,0 +1,198 @@
+//! The `juicefs` command line (clap) and the `mount.juicefs` helper form. Commands live in
+//! `commands/`; this file only parses and dispatches.
+
+use crate::commands;
+use crate::options::{MountOptions, OptionError, check_space_separated, parse_helper_args};
+use clap::{Args, Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "juicefs", version, about = "JuiceFS-format file system client")]
+pub struct Cli {
+    /// Log verbosely.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Create a volume: write its format into the metadata engine.
+    Format(FormatArgs),
+    /// Mount a volume (foreground unless -d).
+    Mount(MountArgs),
+    /// Unmount a mount point.
+    Umount(UmountArgs),
+    /// Show a volume's settings (secrets removed) and its client sessions.
+    Status(StatusArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FormatArgs {
+    /// Metadata engine URL, e.g. sqlite3:///var/lib/jfs/meta.db
+    pub meta_url: String,
+    /// Volume name: 3-63 letters, digits and '-'.
+    pub name: String,
+    /// Object storage type: file, s3 (minio is an alias of s3).
+    #[arg(long, default_value = "file")]
+    pub storage: String,
+    /// Bucket: a directory for `file`, a URL like http://127.0.0.1:9000/bucket for `s3`.
+    #[arg(long)]
+    pub bucket: Option<String>,
+    #[arg(long, env = "ACCESS_KEY", default_value = "")]
+    pub access_key: String,
+    #[arg(long, env = "SECRET_KEY", default_value = "", hide_env_values = true)]
+    pub secret_key: String,
+    /// Block size in KiB (64 to 16384).
+    #[arg(long, default_value_t = 4096)]
+    pub block_size: u64,
+    /// Block compression: none, lz4, zstd.
+    #[arg(long, default_value = "none")]
+    pub compress: String,
+    /// Capacity quota in GiB (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub capacity: u64,
+    /// Inode quota (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub inodes: u64,
+    /// Days deleted files stay in .trash (0 = no trash).
+    #[arg(long, default_value_t = 0)]
+    pub trash_days: u64,
+    /// Overwrite an existing format.
+    #[arg(long)]
+    pub force: bool,
+    /// Keep an existing format untouched and succeed.
+    #[arg(long)]
+    pub no_update: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    pub meta_url: String,
+    pub mountpoint: String,
+    /// Run in the background once mounted.
+    #[arg(short = 'd', long)]
+    pub background: bool,
+    /// Mount options, comma-separated: -o allow_other,subdir=/a
+    #[arg(short = 'o', long = "options")]
+    pub options: Vec<String>,
+    /// Mount this subdirectory of the volume as its root.
+    #[arg(long)]
+    pub subdir: Option<String>,
+    /// Refuse every change.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Kernel attribute cache, seconds.
+    #[arg(long, default_value = "1")]
+    pub attr_cache: String,
+    /// Kernel file entry cache, seconds.
+    #[arg(long, default_value = "1")]
+    pub entry_cache: String,
+    /// Kernel directory entry cache, seconds.
+    #[arg(long, default_value = "1")]
+    pub dir_entry_cache: String,
+    /// Log file (background mode).
+    #[arg(long)]
+    pub log: Option<String>,
+    /// Do not run background jobs (stale-session and deleted-file cleanup).
+    #[arg(long)]
+    pub no_bgjob: bool,
+    /// Session heartbeat, seconds.
+    #[arg(long, default_value = "12")]
+    pub heartbeat: String,
+}
+
+#[derive(Args, Debug)]
+pub struct UmountArgs {
+    pub mountpoint: String,
+    /// Lazy unmount, even when busy.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    pub meta_url: String,
+}
+
+impl MountArgs {
+    pub fn to_options(&self) -> Result<MountOptions, OptionError> {
+        let mut o = MountOptions {
+            background: self.background,
+            read_only: self.read_only,
+            no_bgjob: self.no_bgjob,
+            log: self.log.clone(),
+            ..MountOptions::default()
+        };
+        for (k, v) in [
+            ("attr-cache", &self.attr_cache),
+            ("entry-cache", &self.entry_cache),
+            ("dir-entry-cache", &self.dir_entry_cache),
+            ("heartbeat", &self.heartbeat),
+        ] {
+            o.apply(&format!("{k}={v}"))?;
+        }
+        if let Some(s) = &self.subdir {
+            o.apply(&format!("subdir={s}"))?;
+        }
+        for list in &self.options {
+            o.apply_list(list)?;
+        }
+        Ok(o)
+    }
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("juicefs: {msg}");
+    ExitCode::FAILURE
+}
+
+/// Entry point of the binary: `argv[0]` decides between `juicefs` and `mount.juicefs`.
+pub fn main_with(argv: Vec<String>) -> ExitCode {
+    let prog = argv
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_default();
+    if prog.starts_with("mount.juicefs") {
+        return match parse_helper_args(&argv[1..]) {
+            Ok((meta, mp, opts)) => {
+                crate::logging::init(opts.debug, false);
+                commands::mount::run(&meta, &mp, opts)
+            }
+            Err(e) => fail(e),
+        };
+    }
+    if let Err(e) = check_space_separated(&argv[1..]) {
+        return fail(e);
+    }
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match cli.cmd {
+        Cmd::Format(a) => {
+            crate::logging::init(cli.verbose, cli.log_json);
+            commands::format::run(a)
+        }
+        Cmd::Mount(a) => match a.to_options() {
+            Ok(mut o) => {
+                o.debug |= cli.verbose;
+                crate::logging::init(o.debug, cli.log_json);
+                commands::mount::run(&a.meta_url, &a.mountpoint, o)
+            }
+            Err(e) => fail(e),
+        },
+        Cmd::Umount(a) => commands::umount::run(&a.mountpoint, a.force),
+        Cmd::Status(a) => {
+            crate::logging::init(cli.verbose, cli.log_json);
+            commands::status::run(&a.meta_url)
+        }
+    }
+}

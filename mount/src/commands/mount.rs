@@ -1,0 +1,342 @@
+//! `juicefs mount`: open the volume, register a session, mount FUSE and serve until
+//! unmounted or signalled; `-d` forks first and returns once the mount is live.
+
+use crate::fuse::FuseFs;
+use crate::meta::{self, Caller, FileKind, Ino, Meta, MetaError, ROOT_INO, SessionInfo};
+use crate::object::ObjectStore;
+use crate::options::MountOptions;
+use crate::vfs::{Vfs, VfsConfig};
+use std::io::{BufRead, Write};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Mounted {
+    vfs: Arc<Vfs>,
+    meta: Arc<dyn Meta>,
+    sid: Option<u64>,
+    name: String,
+}
+
+/// A dead FUSE mount (client killed) answers ENOTCONN: lazily unmount it so we can mount
+/// again without the app restarting.
+fn prepare_mountpoint(mp: &Path) -> Result<(), String> {
+    match std::fs::metadata(mp) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!("mount point {} is not a directory", mp.display())),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            tracing::warn!("{} is a dead mount (transport endpoint is not connected): unmounting it", mp.display());
+            super::umount::unmount(&mp.to_string_lossy(), true)?;
+            prepare_mountpoint(mp)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(mp)
+            .map_err(|e| format!("cannot create mount point {}: {e}", mp.display())),
+        Err(e) => Err(format!("mount point {}: {e}", mp.display())),
+    }
+}
+
+async fn resolve_subdir(m: &dyn Meta, subdir: &str, create: bool) -> Result<Ino, String> {
+    let mut ino = ROOT_INO;
+    for part in subdir.split('/').filter(|p| !p.is_empty()) {
+        ino = match m.lookup(ino, part).await {
+            Ok((i, a)) if a.kind == FileKind::Dir => i,
+            Ok(_) => return Err(format!("subdir {subdir:?}: {part:?} is not a directory")),
+            Err(MetaError::NotFound) if create => {
+                m.mknod(ino, part, FileKind::Dir, 0o777, 0, None, Caller::default())
+                    .await
+                    .map_err(|e| format!("creating subdir {subdir:?}: {e}"))?
+                    .0
+            }
+            Err(e) => return Err(format!("subdir {subdir:?}: {e}")),
+        };
+    }
+    Ok(ino)
+}
+
+async fn setup(meta_url: &str, mp: &Path, o: &MountOptions) -> Result<Mounted, String> {
+    let m = meta::open(meta_url, o.read_only).await.map_err(|e| e.to_string())?;
+    let f = match m.load_format().await {
+        Ok(f) => f,
+        Err(MetaError::NotFormatted(why)) => {
+            return Err(format!(
+                "database {} is not formatted ({why}): run `juicefs format {} NAME` first",
+                meta::url::redact(meta_url),
+                meta::url::redact(meta_url)
+            ));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    f.check_supported().map_err(|e| e.to_string())?;
+    let store = ObjectStore::new(&f).map_err(|e| e.to_string())?;
+    if !o.read_only {
+        store
+            .check()
+            .await
+            .map_err(|e| format!("cannot use object storage {} {}: {e}", f.storage, f.bucket))?;
+    }
+    let root = resolve_subdir(&*m, o.subdir.as_deref().unwrap_or(""), !o.read_only).await?;
+    let sid = if o.read_only {
+        None
+    } else {
+        let info = SessionInfo {
+            version: format!("{} (jfs-rs)", env!("CARGO_PKG_VERSION")),
+            hostname: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            mount_point: mp.to_string_lossy().into_owned(),
+            process_id: std::process::id(),
+        };
+        Some(m.new_session(&info).await.map_err(|e| e.to_string())?)
+    };
+    let cfg = VfsConfig {
+        attr_ttl: o.attr_cache,
+        entry_ttl: o.entry_cache,
+        dir_entry_ttl: o.dir_entry_cache,
+        read_only: o.read_only,
+        root,
+        ..VfsConfig::default()
+    };
+    Ok(Mounted {
+        vfs: Arc::new(Vfs::new(m.clone(), store, cfg)),
+        meta: m,
+        sid,
+        name: f.name,
+    })
+}
+
+/// Heartbeat, usage counters, stale-session and deleted-file cleanup.
+fn spawn_background(rt: &tokio::runtime::Runtime, mounted: &Mounted, o: &MountOptions) {
+    let Some(sid) = mounted.sid else { return };
+    let (meta, vfs, beat) = (mounted.meta.clone(), mounted.vfs.clone(), o.heartbeat);
+    rt.spawn(async move {
+        loop {
+            tokio::time::sleep(beat).await;
+            if let Err(e) = meta.refresh_session(sid).await {
+                tracing::warn!("session heartbeat: {e}");
+            }
+        }
+    });
+    let meta = mounted.meta.clone();
+    rt.spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Err(e) = meta.flush_stats().await {
+                tracing::warn!("updating usage counters: {e}");
+            }
+        }
+    });
+    if o.no_bgjob {
+        return;
+    }
+    let meta = mounted.meta.clone();
+    rt.spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let stale_before = meta::now_nanos() / 1_000_000_000 - 300;
+            match meta.clean_stale_sessions(stale_before).await {
+                Ok(freed) => vfs.free_slices(freed),
+                Err(e) => tracing::warn!("cleaning stale sessions: {e}"),
+            }
+            match meta.cleanup_deleted_files().await {
+                Ok(freed) => vfs.free_slices(freed),
+                Err(e) => tracing::warn!("cleaning deleted files: {e}"),
+            }
+        }
+    });
+}
+
+fn fuse_config(o: &MountOptions, name: &str) -> fuser::Config {
+    use fuser::MountOption as M;
+    let mut opts = vec![
+        M::FSName(format!("JuiceFS:{name}")),
+        M::Subtype("juicefs".into()),
+        M::DefaultPermissions,
+    ];
+    if o.read_only {
+        opts.push(M::RO);
+    }
+    for f in &o.fuse {
+        opts.push(match f.as_str() {
+            "default_permissions" => continue,
+            "nodev" => M::NoDev,
+            "dev" => M::Dev,
+            "nosuid" => M::NoSuid,
+            "suid" => M::Suid,
+            "noexec" => M::NoExec,
+            "exec" => M::Exec,
+            "noatime" => M::NoAtime,
+            "atime" => M::Atime,
+            "sync" => M::Sync,
+            "async" => M::Async,
+            "dirsync" => M::DirSync,
+            "auto_unmount" => M::AutoUnmount,
+            other => M::CUSTOM(other.to_string()),
+        });
+    }
+    let mut c = fuser::Config::default();
+    c.mount_options = opts;
+    c.acl = if o.allow_other {
+        fuser::SessionACL::All
+    } else if o.fuse.iter().any(|f| f == "allow_root") {
+        fuser::SessionACL::RootAndOwner
+    } else {
+        fuser::SessionACL::Owner
+    };
+    c.n_threads = Some(16);
+    c.clone_fd = true;
+    c
+}
+
+fn serve(meta_url: &str, mp: &Path, o: &MountOptions, ready: Option<OwnedFd>) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting runtime: {e}"))?;
+    let mounted = rt.block_on(setup(meta_url, mp, o))?;
+    let fs = FuseFs::new(mounted.vfs.clone(), rt.handle().clone());
+    let mut session = match fuser::Session::new(fs, mp, &fuse_config(o, &mounted.name)) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(sid) = mounted.sid {
+                let _ = rt.block_on(mounted.meta.close_session(sid));
+            }
+            return Err(format!("mounting {}: {e}", mp.display()));
+        }
+    };
+    tracing::info!("{} is ready at {}", mounted.name, mp.display());
+    if let Some(fd) = ready {
+        let mut f = std::fs::File::from(fd);
+        let _ = f.write_all(b"OK\n");
+    }
+    spawn_background(&rt, &mounted, o);
+    let mut unmounter = session.unmount_callable();
+    let (vfs, mp_str) = (mounted.vfs.clone(), mp.to_string_lossy().into_owned());
+    rt.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return;
+        };
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        tracing::info!("signal received: flushing and unmounting {mp_str}");
+        if let Err(e) = vfs.flush_all().await {
+            tracing::error!("flushing before unmount: {e}");
+        }
+        if unmounter.unmount().is_err() {
+            // Busy: detach now; the kernel ends the session when the last file closes.
+            if let Err(e) = super::umount::unmount(&mp_str, true) {
+                tracing::error!("unmounting {mp_str}: {e}");
+            }
+        }
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(1);
+    });
+    let served = session.run();
+    let closed = rt.block_on(async {
+        mounted.vfs.flush_all().await.map_err(|e| e.to_string())?;
+        if let Some(sid) = mounted.sid {
+            let freed = mounted.meta.close_session(sid).await.map_err(|e| e.to_string())?;
+            mounted.vfs.free_slices(freed);
+            // Let the object deletions just queued finish.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok::<(), String>(())
+    });
+    tracing::info!("{} unmounted from {}", mounted.name, mp.display());
+    served.map_err(|e| format!("serving {}: {e}", mp.display()))?;
+    closed
+}
+
+fn default_log() -> String {
+    if nix::unistd::geteuid().is_root() {
+        "/var/log/juicefs.log".into()
+    } else {
+        format!("{}/.juicefs/juicefs.log", std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+    }
+}
+
+/// Forks; the parent waits for the child's "mounted" (or its error) and exits with it.
+fn daemonize(meta_url: &str, mp: &Path, o: &MountOptions) -> Result<(), String> {
+    let (r, w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let log = o.log.clone().unwrap_or_else(default_log);
+    // SAFETY: no other thread exists yet (the runtime starts in the child), so the child
+    // may run arbitrary code after fork.
+    match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
+        nix::unistd::ForkResult::Parent { .. } => {
+            drop(w);
+            // One line: "OK" or "ERR <why>"; the child keeps the pipe open while it serves.
+            let mut msg = String::new();
+            let _ = std::io::BufReader::new(std::fs::File::from(r)).read_line(&mut msg);
+            if msg.starts_with("OK") {
+                Ok(())
+            } else if msg.is_empty() {
+                Err(format!("the mount process exited before {} was mounted; see {log}", mp.display()))
+            } else {
+                Err(msg.trim_start_matches("ERR ").trim().to_string())
+            }
+        }
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            let _ = nix::unistd::setsid();
+            if let Some(dir) = Path::new(&log).parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(&log) {
+                let fd = f.into_raw_fd();
+                // SAFETY: `fd` is an open file we own; dup2 onto the standard descriptors.
+                unsafe {
+                    libc::dup2(fd, 1);
+                    libc::dup2(fd, 2);
+                    libc::close(fd);
+                }
+            }
+            // SAFETY: `w` is the pipe's write end, owned here; we take it back as a File.
+            let wfd = w.into_raw_fd();
+            let dup = unsafe { libc::dup(wfd) };
+            let ready = unsafe { OwnedFd::from_raw_fd(wfd) };
+            let code = match serve(meta_url, mp, o, Some(ready)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    if dup >= 0 {
+                        // SAFETY: `dup` is our duplicate of the pipe's write end.
+                        let mut f = unsafe { std::fs::File::from_raw_fd(dup) };
+                        let _ = f.write_all(format!("ERR {e}\n").as_bytes());
+                    }
+                    1
+                }
+            };
+            std::process::exit(code);
+        }
+    }
+}
+
+pub fn run(meta_url: &str, mountpoint: &str, o: MountOptions) -> ExitCode {
+    for i in &o.ignored {
+        tracing::warn!("mount option {i:?} is accepted for JuiceFS compatibility but has no effect in this client yet");
+    }
+    let mp: PathBuf = match std::path::absolute(mountpoint) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("juicefs mount: mount point {mountpoint:?}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = prepare_mountpoint(&mp).and_then(|()| {
+        if o.background {
+            daemonize(meta_url, &mp, &o)
+        } else {
+            serve(meta_url, &mp, &o, None)
+        }
+    });
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("juicefs mount: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,641 @@
+//! The fuser adapter: each kernel request runs the matching `Vfs` operation to completion
+//! on the fuser worker thread (`Handle::block_on`), while object and metadata I/O runs on
+//! the tokio runtime. Errors become errnos here and nowhere else.
+
+use crate::meta::{
+    Attr, Caller, FileKind, LockType, PlockRecord, RenameMode, SetAttr, TimeSet, nanos_to_system,
+    system_to_nanos,
+};
+use crate::vfs::{Error, Vfs};
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::runtime::Handle;
+
+pub struct FuseFs {
+    vfs: Arc<Vfs>,
+    rt: Handle,
+    /// (inode, lock owner) pairs holding POSIX locks: released when the owner closes the file.
+    lock_owners: Mutex<HashSet<(u64, u64)>>,
+}
+
+fn kind(k: FileKind) -> FileType {
+    match k {
+        FileKind::File => FileType::RegularFile,
+        FileKind::Dir => FileType::Directory,
+        FileKind::Symlink => FileType::Symlink,
+        FileKind::Fifo => FileType::NamedPipe,
+        FileKind::BlockDev => FileType::BlockDevice,
+        FileKind::CharDev => FileType::CharDevice,
+        FileKind::Socket => FileType::Socket,
+    }
+}
+
+pub fn file_attr(ino: u64, a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size: a.length,
+        blocks: a.length.div_ceil(512),
+        atime: nanos_to_system(a.atime),
+        mtime: nanos_to_system(a.mtime),
+        ctime: nanos_to_system(a.ctime),
+        crtime: nanos_to_system(a.ctime),
+        kind: kind(a.kind),
+        perm: a.mode,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: 0x10000,
+        flags: 0,
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+    }
+}
+
+fn errno(op: &str, e: &Error) -> Errno {
+    if e.is_expected() {
+        tracing::debug!(op, "{e}");
+    } else {
+        tracing::warn!(op, "{e}");
+    }
+    Errno::from_i32(e.errno())
+}
+
+fn name_str(name: &OsStr) -> Result<&str, Errno> {
+    std::str::from_utf8(name.as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+fn time_set(t: TimeOrNow) -> TimeSet {
+    match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(s) => TimeSet::At(system_to_nanos(s)),
+    }
+}
+
+impl FuseFs {
+    pub fn new(vfs: Arc<Vfs>, rt: Handle) -> FuseFs {
+        FuseFs {
+            vfs,
+            rt,
+            lock_owners: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Kernel inode -> volume inode: the kernel's root (1) is our `root` (a subdir).
+    fn ino(&self, i: INodeNo) -> u64 {
+        if i.0 == 1 { self.vfs.cfg.root } else { i.0 }
+    }
+
+    /// Volume inode -> kernel inode.
+    fn kino(&self, i: u64) -> u64 {
+        if i == self.vfs.cfg.root { 1 } else { i }
+    }
+
+    fn attr(&self, ino: u64, a: &Attr) -> FileAttr {
+        file_attr(self.kino(ino), a)
+    }
+
+    fn ttl(&self, a: &Attr) -> Duration {
+        if a.kind == FileKind::Dir {
+            self.vfs.cfg.dir_entry_ttl
+        } else {
+            self.vfs.cfg.entry_ttl
+        }
+    }
+
+    fn entry(&self, reply: ReplyEntry, op: &str, r: Result<(u64, Attr), Error>) {
+        match r {
+            Ok((ino, a)) => reply.entry_with_ttls(
+                &self.vfs.cfg.attr_ttl,
+                &self.ttl(&a),
+                &self.attr(ino, &a),
+                Generation(0),
+            ),
+            Err(e) => reply.error(errno(op, &e)),
+        }
+    }
+
+    fn empty(&self, reply: ReplyEmpty, op: &str, r: Result<(), Error>) {
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(op, &e)),
+        }
+    }
+
+    fn release_locks(&self, ino: u64, owner: u64) {
+        let held = self
+            .lock_owners
+            .lock()
+            .map(|mut s| s.remove(&(ino, owner)))
+            .unwrap_or(false);
+        if held {
+            let unlock = PlockRecord {
+                ltype: LockType::Unlock,
+                pid: 0,
+                start: 0,
+                end: u64::MAX,
+            };
+            if let Err(e) = self.rt.block_on(self.vfs.setlk(ino, owner, unlock, false)) {
+                tracing::warn!("releasing POSIX locks of inode {ino}: {e}");
+            }
+        }
+    }
+}
+
+impl fuser::Filesystem for FuseFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let wanted = InitFlags::FUSE_POSIX_LOCKS
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_PARALLEL_DIROPS;
+        for f in wanted.iter() {
+            let _ = config.add_capabilities(f);
+        }
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_background(64);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let r = self.rt.block_on(self.vfs.lookup(self.ino(parent), name));
+        self.entry(reply, "lookup", r)
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.rt.block_on(self.vfs.getattr(self.ino(ino))) {
+            Ok(a) => reply.attr(&self.vfs.cfg.attr_ttl, &self.attr(self.ino(ino), &a)),
+            Err(e) => reply.error(errno("getattr", &e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            mode: mode.map(|m| (m & 0o7777) as u16),
+            uid,
+            gid,
+            atime: atime.map(time_set),
+            mtime: mtime.map(time_set),
+            size,
+        };
+        match self.rt.block_on(self.vfs.setattr(self.ino(ino), &set, caller(req))) {
+            Ok(a) => reply.attr(&self.vfs.cfg.attr_ttl, &self.attr(self.ino(ino), &a)),
+            Err(e) => reply.error(errno("setattr", &e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.rt.block_on(self.vfs.readlink(self.ino(ino))) {
+            Ok(t) => reply.data(t.as_bytes()),
+            Err(e) => reply.error(errno("readlink", &e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let Some(k) = FileKind::from_mode(mode) else {
+            return reply.error(Errno::EINVAL);
+        };
+        if k == FileKind::Dir || k == FileKind::Symlink {
+            return reply.error(Errno::EINVAL);
+        }
+        let perm = (mode & !umask & 0o7777) as u16;
+        let r = self
+            .rt
+            .block_on(self.vfs.mknod(self.ino(parent), name, k, perm, rdev, caller(req)));
+        self.entry(reply, "mknod", r)
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let perm = (mode & !umask & 0o7777) as u16;
+        let r = self
+            .rt
+            .block_on(self.vfs.mknod(self.ino(parent), name, FileKind::Dir, perm, 0, caller(req)));
+        self.entry(reply, "mkdir", r)
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let r = self.rt.block_on(self.vfs.unlink(self.ino(parent), name, caller(req)));
+        self.empty(reply, "unlink", r)
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let r = self.rt.block_on(self.vfs.rmdir(self.ino(parent), name, caller(req)));
+        self.empty(reply, "rmdir", r)
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let (name, target) = match (name_str(link_name), name_str(target.as_os_str())) {
+            (Ok(n), Ok(t)) => (n, t),
+            _ => return reply.error(Errno::EINVAL),
+        };
+        let r = self
+            .rt
+            .block_on(self.vfs.symlink(self.ino(parent), name, target, caller(req)));
+        self.entry(reply, "symlink", r)
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let (name, newname) = match (name_str(name), name_str(newname)) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => return reply.error(Errno::EINVAL),
+        };
+        let mode = if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+            RenameMode::Exchange
+        } else if flags.contains(RenameFlags::RENAME_NOREPLACE) {
+            RenameMode::NoReplace
+        } else if flags.is_empty() {
+            RenameMode::Replace
+        } else {
+            return reply.error(Errno::EINVAL);
+        };
+        let r = self.rt.block_on(
+            self.vfs
+                .rename(self.ino(parent), name, self.ino(newparent), newname, mode, caller(req)),
+        );
+        self.empty(reply, "rename", r)
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let name = match name_str(newname) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let r = self
+            .rt
+            .block_on(self.vfs.link(self.ino(ino), self.ino(newparent), name))
+            .map(|a| (self.ino(ino), a));
+        self.entry(reply, "link", r)
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.rt.block_on(self.vfs.open(self.ino(ino), flags.0)) {
+            Ok((fh, _)) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(errno("open", &e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.rt.block_on(self.vfs.read(fh.0, offset, size)) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(errno("read", &e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.rt.block_on(self.vfs.write(fh.0, offset, data)) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno("write", &e)),
+        }
+    }
+
+    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, lock_owner: LockOwner, reply: ReplyEmpty) {
+        self.release_locks(self.ino(ino), lock_owner.0);
+        let r = self.rt.block_on(self.vfs.flush(fh.0));
+        self.empty(reply, "flush", r)
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let r = self.rt.block_on(self.vfs.release(fh.0));
+        self.empty(reply, "release", r)
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        let r = self.rt.block_on(self.vfs.flush(fh.0));
+        self.empty(reply, "fsync", r)
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.rt.block_on(self.vfs.opendir(self.ino(ino))) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(errno("opendir", &e)),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        match self.rt.block_on(self.vfs.readdir(fh.0, offset, false)) {
+            Ok(entries) => {
+                for (i, e) in entries.iter().enumerate() {
+                    if reply.add(INodeNo(self.kino(e.ino)), offset + i as u64 + 1, kind(e.kind), &e.name) {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(errno("readdir", &e)),
+        }
+    }
+
+    fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        match self.rt.block_on(self.vfs.readdir(fh.0, offset, true)) {
+            Ok(entries) => {
+                for (i, e) in entries.iter().enumerate() {
+                    let attr = match &e.attr {
+                        Some(a) => a.clone(),
+                        None => match self.rt.block_on(self.vfs.getattr(e.ino)) {
+                            Ok(a) => a,
+                            Err(err) => return reply.error(errno("readdirplus", &err)),
+                        },
+                    };
+                    let ttl = self.ttl(&attr);
+                    if reply.add(
+                        INodeNo(self.kino(e.ino)),
+                        offset + i as u64 + 1,
+                        &e.name,
+                        &ttl,
+                        &self.attr(e.ino, &attr),
+                        Generation(0),
+                    ) {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(errno("readdirplus", &e)),
+        }
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        let r = self.rt.block_on(self.vfs.releasedir(fh.0));
+        self.empty(reply, "releasedir", r)
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        // Every directory change is committed before it is acknowledged.
+        reply.ok()
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.rt.block_on(self.vfs.statfs()) {
+            Ok(s) => {
+                let bs = 4096u64;
+                reply.statfs(
+                    s.total_space / bs,
+                    s.avail_space / bs,
+                    s.avail_space / bs,
+                    s.used_inodes + s.avail_inodes,
+                    s.avail_inodes,
+                    bs as u32,
+                    255,
+                    bs as u32,
+                )
+            }
+            Err(e) => reply.error(errno("statfs", &e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let r = self.rt.block_on(self.vfs.setxattr(self.ino(ino), name, value, flags));
+        self.empty(reply, "setxattr", r)
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        match self.rt.block_on(self.vfs.getxattr(self.ino(ino), name)) {
+            Ok(v) if size == 0 => reply.size(v.len() as u32),
+            Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
+            Ok(v) => reply.data(&v),
+            Err(e) => reply.error(errno("getxattr", &e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.rt.block_on(self.vfs.listxattr(self.ino(ino))) {
+            Ok(names) => {
+                let mut buf = Vec::new();
+                for n in names {
+                    buf.extend_from_slice(n.as_bytes());
+                    buf.push(0);
+                }
+                if size == 0 {
+                    reply.size(buf.len() as u32)
+                } else if buf.len() > size as usize {
+                    reply.error(Errno::ERANGE)
+                } else {
+                    reply.data(&buf)
+                }
+            }
+            Err(e) => reply.error(errno("listxattr", &e)),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let r = self.rt.block_on(self.vfs.removexattr(self.ino(ino), name));
+        self.empty(reply, "removexattr", r)
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let name = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        let perm = (mode & !umask & 0o7777) as u16;
+        match self
+            .rt
+            .block_on(self.vfs.create(self.ino(parent), name, perm, flags, caller(req)))
+        {
+            Ok((ino, a, fh)) => reply.created(
+                &self.ttl(&a),
+                &self.attr(ino, &a),
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::empty(),
+            ),
+            Err(e) => reply.error(errno("create", &e)),
+        }
+    }
+
+    fn getlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        reply: ReplyLock,
+    ) {
+        let Some(ltype) = LockType::from_libc(typ) else {
+            return reply.error(Errno::EINVAL);
+        };
+        let want = PlockRecord { ltype, pid, start, end };
+        match self.rt.block_on(self.vfs.getlk(self.ino(ino), lock_owner.0, want)) {
+            Ok(Some(c)) => reply.locked(c.start, c.end, c.ltype.to_libc(), c.pid),
+            Ok(None) => reply.locked(start, end, libc::F_UNLCK, 0),
+            Err(e) => reply.error(errno("getlk", &e)),
+        }
+    }
+
+    fn setlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let Some(ltype) = LockType::from_libc(typ) else {
+            return reply.error(Errno::EINVAL);
+        };
+        let rec = PlockRecord { ltype, pid, start, end };
+        let r = self
+            .rt
+            .block_on(self.vfs.setlk(self.ino(ino), lock_owner.0, rec, sleep));
+        if r.is_ok() && ltype != LockType::Unlock {
+            if let Ok(mut s) = self.lock_owners.lock() {
+                s.insert((self.ino(ino), lock_owner.0));
+            }
+        }
+        self.empty(reply, "setlk", r)
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let r = self.rt.block_on(self.vfs.fallocate(fh.0, mode, offset, length));
+        self.empty(reply, "fallocate", r)
+    }
+}

@@ -1,0 +1,524 @@
+//! The file system layer: POSIX operations on top of a metadata engine and an object
+//! store. It returns plain data (attributes, bytes, handles) and knows nothing of fuser,
+//! so tests drive it directly and the FUSE adapter stays thin.
+
+mod reader;
+mod writer;
+
+use crate::meta::{
+    Attr, Caller, DirEntry, FileKind, FreedSlice, Ino, LockType, Meta, MetaError, PlockRecord,
+    RenameMode, SetAttr, StatFs,
+};
+use crate::object::ObjectStore;
+use reader::{BlockCache, ChunkViews, Reader};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use writer::FileWriter;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("I/O error: {0}")]
+    Io(String),
+    #[error("bad file handle")]
+    BadHandle,
+    #[error("{1}")]
+    Errno(i32, &'static str),
+}
+
+impl Error {
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::Meta(m) => m.errno(),
+            Error::Io(_) => libc::EIO,
+            Error::BadHandle => libc::EBADF,
+            Error::Errno(e, _) => *e,
+        }
+    }
+    pub fn is_expected(&self) -> bool {
+        match self {
+            Error::Meta(m) => m.is_expected(),
+            Error::Io(_) => false,
+            _ => true,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Clone, Debug)]
+pub struct VfsConfig {
+    pub attr_ttl: Duration,
+    pub entry_ttl: Duration,
+    pub dir_entry_ttl: Duration,
+    pub read_only: bool,
+    /// Memory for cached blocks, in bytes.
+    pub block_cache_bytes: u64,
+    /// The inode shown as the mount's root (the `--subdir`, or the volume root).
+    pub root: Ino,
+}
+
+impl Default for VfsConfig {
+    fn default() -> Self {
+        VfsConfig {
+            attr_ttl: Duration::from_secs(1),
+            entry_ttl: Duration::from_secs(1),
+            dir_entry_ttl: Duration::from_secs(1),
+            read_only: false,
+            block_cache_bytes: 256 << 20,
+            root: crate::meta::ROOT_INO,
+        }
+    }
+}
+
+enum Handle {
+    File { ino: Ino, writable: bool },
+    Dir { ino: Ino, entries: tokio::sync::Mutex<Option<Vec<DirEntry>>> },
+}
+
+pub struct Vfs {
+    pub meta: Arc<dyn Meta>,
+    pub store: ObjectStore,
+    pub cfg: VfsConfig,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    next_fh: AtomicU64,
+    writers: Mutex<HashMap<Ino, Arc<FileWriter>>>,
+    cache: Arc<BlockCache>,
+    views: Arc<ChunkViews>,
+}
+
+fn lock_err<T>(_: std::sync::PoisonError<T>) -> Error {
+    Error::Io("internal lock poisoned".into())
+}
+
+impl Vfs {
+    pub fn new(meta: Arc<dyn Meta>, store: ObjectStore, cfg: VfsConfig) -> Vfs {
+        Vfs {
+            meta,
+            store,
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            writers: Mutex::new(HashMap::new()),
+            cache: Arc::new(BlockCache::new(cfg.block_cache_bytes)),
+            views: Arc::new(ChunkViews::default()),
+            cfg,
+        }
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.cfg.read_only {
+            Err(Error::Meta(MetaError::ReadOnly))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
+        self.handles
+            .lock()
+            .map_err(lock_err)?
+            .get(&fh)
+            .cloned()
+            .ok_or(Error::BadHandle)
+    }
+
+    fn add_handle(&self, h: Handle) -> Result<u64> {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().map_err(lock_err)?.insert(fh, Arc::new(h));
+        Ok(fh)
+    }
+
+    fn writer(&self, ino: Ino) -> Result<Arc<FileWriter>> {
+        let mut w = self.writers.lock().map_err(lock_err)?;
+        if let Some(x) = w.get(&ino) {
+            return Ok(x.clone());
+        }
+        let views = self.views.clone();
+        let x = Arc::new(FileWriter::new(
+            ino,
+            self.meta.clone(),
+            self.store.clone(),
+            Arc::new(move |ino| views.invalidate(ino)),
+        ));
+        w.insert(ino, x.clone());
+        Ok(x)
+    }
+
+    fn existing_writer(&self, ino: Ino) -> Option<Arc<FileWriter>> {
+        self.writers.lock().ok().and_then(|w| w.get(&ino).cloned())
+    }
+
+    async fn flush_ino(&self, ino: Ino) -> Result<()> {
+        if let Some(w) = self.existing_writer(ino) {
+            w.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the objects of slices nobody references any more, in the background.
+    pub fn free_slices(&self, freed: Vec<FreedSlice>) {
+        if freed.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let cache = self.cache.clone();
+        tokio::spawn(async move {
+            for f in freed {
+                cache.forget_slice(f.id);
+                if let Err(e) = store.delete_slice(f.id, f.size).await {
+                    tracing::warn!("deleting objects of slice {}: {e}", f.id);
+                }
+            }
+        });
+    }
+
+    async fn with_pending_length(&self, ino: Ino, mut a: Attr) -> Attr {
+        if a.kind == FileKind::File {
+            if let Some(w) = self.existing_writer(ino) {
+                if let Some(len) = w.pending_length().await {
+                    a.length = a.length.max(len);
+                }
+            }
+        }
+        a
+    }
+
+    pub async fn lookup(&self, parent: Ino, name: &str) -> Result<(Ino, Attr)> {
+        let (ino, a) = self.meta.lookup(parent, name).await?;
+        Ok((ino, self.with_pending_length(ino, a).await))
+    }
+
+    pub async fn getattr(&self, ino: Ino) -> Result<Attr> {
+        let a = self.meta.getattr(ino).await?;
+        Ok(self.with_pending_length(ino, a).await)
+    }
+
+    pub async fn setattr(&self, ino: Ino, set: &SetAttr, caller: Caller) -> Result<Attr> {
+        self.check_writable()?;
+        if let Some(size) = set.size {
+            self.flush_ino(ino).await?;
+            let (_, freed) = self.meta.truncate(ino, size).await?;
+            self.views.invalidate(ino);
+            self.free_slices(freed);
+        }
+        let only_size = set.mode.is_none()
+            && set.uid.is_none()
+            && set.gid.is_none()
+            && set.atime.is_none()
+            && set.mtime.is_none();
+        if only_size {
+            return self.getattr(ino).await;
+        }
+        let a = self.meta.setattr(ino, set, caller).await?;
+        Ok(self.with_pending_length(ino, a).await)
+    }
+
+    pub async fn mknod(
+        &self,
+        parent: Ino,
+        name: &str,
+        kind: FileKind,
+        mode: u16,
+        rdev: u32,
+        caller: Caller,
+    ) -> Result<(Ino, Attr)> {
+        self.check_writable()?;
+        Ok(self
+            .meta
+            .mknod(parent, name, kind, mode, rdev, None, caller)
+            .await?)
+    }
+
+    pub async fn symlink(&self, parent: Ino, name: &str, target: &str, caller: Caller) -> Result<(Ino, Attr)> {
+        self.check_writable()?;
+        if target.is_empty() || target.len() >= 4096 {
+            return Err(Error::Errno(libc::ENAMETOOLONG, "symlink target length out of range"));
+        }
+        Ok(self
+            .meta
+            .mknod(parent, name, FileKind::Symlink, 0o777, 0, Some(target), caller)
+            .await?)
+    }
+
+    pub async fn create(&self, parent: Ino, name: &str, mode: u16, flags: i32, caller: Caller) -> Result<(Ino, Attr, u64)> {
+        self.check_writable()?;
+        let (ino, attr) = self
+            .meta
+            .mknod(parent, name, FileKind::File, mode, 0, None, caller)
+            .await?;
+        self.meta.open(ino).await?;
+        let fh = self.add_handle(Handle::File {
+            ino,
+            writable: flags & libc::O_ACCMODE != libc::O_RDONLY,
+        })?;
+        Ok((ino, attr, fh))
+    }
+
+    pub async fn unlink(&self, parent: Ino, name: &str, caller: Caller) -> Result<()> {
+        self.check_writable()?;
+        let freed = self.meta.unlink(parent, name, caller).await?;
+        self.free_slices(freed);
+        Ok(())
+    }
+
+    pub async fn rmdir(&self, parent: Ino, name: &str, caller: Caller) -> Result<()> {
+        self.check_writable()?;
+        Ok(self.meta.rmdir(parent, name, caller).await?)
+    }
+
+    pub async fn rename(
+        &self,
+        parent: Ino,
+        name: &str,
+        new_parent: Ino,
+        new_name: &str,
+        mode: RenameMode,
+        caller: Caller,
+    ) -> Result<()> {
+        self.check_writable()?;
+        let freed = self
+            .meta
+            .rename(parent, name, new_parent, new_name, mode, caller)
+            .await?;
+        self.free_slices(freed);
+        Ok(())
+    }
+
+    pub async fn link(&self, ino: Ino, parent: Ino, name: &str) -> Result<Attr> {
+        self.check_writable()?;
+        let a = self.meta.link(ino, parent, name).await?;
+        Ok(self.with_pending_length(ino, a).await)
+    }
+
+    pub async fn readlink(&self, ino: Ino) -> Result<String> {
+        Ok(self.meta.readlink(ino).await?)
+    }
+
+    pub async fn open(&self, ino: Ino, flags: i32) -> Result<(u64, Attr)> {
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        if writable {
+            self.check_writable()?;
+        }
+        let a = self.meta.open(ino).await?;
+        if a.kind == FileKind::Dir {
+            let _ = self.meta.close(ino).await;
+            return Err(Error::Meta(MetaError::IsDir));
+        }
+        // Close-to-open: whatever other clients wrote is visible from here on.
+        self.views.invalidate(ino);
+        let fh = self.add_handle(Handle::File { ino, writable })?;
+        Ok((fh, self.with_pending_length(ino, a).await))
+    }
+
+    fn file_handle(&self, fh: u64) -> Result<(Ino, bool)> {
+        match &*self.handle(fh)? {
+            Handle::File { ino, writable } => Ok((*ino, *writable)),
+            Handle::Dir { .. } => Err(Error::BadHandle),
+        }
+    }
+
+    pub async fn read(&self, fh: u64, off: u64, size: u32) -> Result<Vec<u8>> {
+        let (ino, _) = self.file_handle(fh)?;
+        // Our own unflushed writes must be visible to our reads.
+        self.flush_ino(ino).await?;
+        let attr = self.meta.getattr(ino).await?;
+        let r = Reader {
+            meta: &*self.meta,
+            store: &self.store,
+            cache: &self.cache,
+            views: &self.views,
+        };
+        r.read(ino, off, size as usize, attr.length).await
+    }
+
+    pub async fn write(&self, fh: u64, off: u64, data: &[u8]) -> Result<u32> {
+        let (ino, writable) = self.file_handle(fh)?;
+        if !writable {
+            return Err(Error::BadHandle);
+        }
+        self.check_writable()?;
+        let end = off
+            .checked_add(data.len() as u64)
+            .filter(|e| *e <= (1u64 << 50))
+            .ok_or(Error::Errno(libc::EFBIG, "file too large"))?;
+        let _ = end;
+        self.writer(ino)?.write(off, data).await?;
+        Ok(data.len() as u32)
+    }
+
+    /// flush(2) on close and fsync(2): both return only once data and metadata are durable.
+    pub async fn flush(&self, fh: u64) -> Result<()> {
+        let (ino, _) = self.file_handle(fh)?;
+        self.flush_ino(ino).await
+    }
+
+    pub async fn release(&self, fh: u64) -> Result<()> {
+        let h = self.handles.lock().map_err(lock_err)?.remove(&fh);
+        let Some(h) = h else {
+            return Err(Error::BadHandle);
+        };
+        if let Handle::File { ino, .. } = &*h {
+            let ino = *ino;
+            let flushed = self.flush_ino(ino).await;
+            let still_open = self
+                .handles
+                .lock()
+                .map_err(lock_err)?
+                .values()
+                .any(|h| matches!(&**h, Handle::File { ino: i, .. } if *i == ino));
+            if !still_open {
+                if let Some(w) = self.existing_writer(ino) {
+                    if w.is_idle().await {
+                        self.writers.lock().map_err(lock_err)?.remove(&ino);
+                    }
+                }
+            }
+            let freed = self.meta.close(ino).await?;
+            self.free_slices(freed);
+            flushed?;
+        }
+        Ok(())
+    }
+
+    pub async fn fallocate(&self, fh: u64, mode: i32, off: u64, len: u64) -> Result<()> {
+        let (ino, writable) = self.file_handle(fh)?;
+        if !writable {
+            return Err(Error::BadHandle);
+        }
+        self.check_writable()?;
+        if len == 0 {
+            return Err(Error::Errno(libc::EINVAL, "fallocate of zero bytes"));
+        }
+        self.flush_ino(ino).await?;
+        self.meta.fallocate(ino, mode, off, len).await?;
+        self.views.invalidate(ino);
+        Ok(())
+    }
+
+    pub async fn opendir(&self, ino: Ino) -> Result<u64> {
+        let a = self.meta.getattr(ino).await?;
+        if a.kind != FileKind::Dir {
+            return Err(Error::Meta(MetaError::NotDir));
+        }
+        self.add_handle(Handle::Dir {
+            ino,
+            entries: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// Entries from `offset` on; the listing is taken once per open directory handle
+    /// (at offset 0), so a directory changing meanwhile does not shift later pages.
+    pub async fn readdir(&self, fh: u64, offset: u64, plus: bool) -> Result<Vec<DirEntry>> {
+        let h = self.handle(fh)?;
+        let Handle::Dir { ino, entries } = &*h else {
+            return Err(Error::BadHandle);
+        };
+        let mut cached = entries.lock().await;
+        if cached.is_none() || offset == 0 {
+            let me = self.meta.getattr(*ino).await?;
+            let parent = if *ino == self.cfg.root { *ino } else { me.parent };
+            let mut list = vec![
+                DirEntry {
+                    name: ".".into(),
+                    ino: *ino,
+                    kind: FileKind::Dir,
+                    attr: Some(me.clone()),
+                },
+                DirEntry {
+                    name: "..".into(),
+                    ino: parent,
+                    kind: FileKind::Dir,
+                    attr: None,
+                },
+            ];
+            for mut e in self.meta.readdir(*ino, plus).await? {
+                if let Some(a) = e.attr.take() {
+                    e.attr = Some(self.with_pending_length(e.ino, a).await);
+                }
+                list.push(e);
+            }
+            *cached = Some(list);
+        }
+        let list = cached.as_ref().map(|l| l.as_slice()).unwrap_or(&[]);
+        Ok(list.iter().skip(offset as usize).cloned().collect())
+    }
+
+    pub async fn releasedir(&self, fh: u64) -> Result<()> {
+        self.handles.lock().map_err(lock_err)?.remove(&fh);
+        Ok(())
+    }
+
+    pub async fn statfs(&self) -> Result<StatFs> {
+        Ok(self.meta.statfs().await?)
+    }
+
+    pub async fn getxattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>> {
+        Ok(self.meta.getxattr(ino, name).await?)
+    }
+    pub async fn listxattr(&self, ino: Ino) -> Result<Vec<String>> {
+        Ok(self.meta.listxattr(ino).await?)
+    }
+    pub async fn setxattr(&self, ino: Ino, name: &str, value: &[u8], flags: i32) -> Result<()> {
+        self.check_writable()?;
+        Ok(self.meta.setxattr(ino, name, value, flags).await?)
+    }
+    pub async fn removexattr(&self, ino: Ino, name: &str) -> Result<()> {
+        self.check_writable()?;
+        Ok(self.meta.removexattr(ino, name).await?)
+    }
+
+    /// flock(2); `wait` polls until the lock is granted.
+    pub async fn flock(&self, ino: Ino, owner: u64, ltype: LockType, wait: bool) -> Result<()> {
+        loop {
+            match self.meta.flock(ino, owner, ltype).await {
+                Err(MetaError::WouldBlock) if wait => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                r => return Ok(r?),
+            }
+        }
+    }
+
+    pub async fn getlk(&self, ino: Ino, owner: u64, want: PlockRecord) -> Result<Option<PlockRecord>> {
+        Ok(self.meta.getlk(ino, owner, want).await?)
+    }
+
+    pub async fn setlk(&self, ino: Ino, owner: u64, rec: PlockRecord, wait: bool) -> Result<()> {
+        loop {
+            match self.meta.setlk(ino, owner, rec).await {
+                Err(MetaError::WouldBlock) if wait => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                r => return Ok(r?),
+            }
+        }
+    }
+
+    /// Flushes every file with buffered writes (unmount, SIGTERM).
+    pub async fn flush_all(&self) -> Result<()> {
+        let writers: Vec<_> = self
+            .writers
+            .lock()
+            .map_err(lock_err)?
+            .values()
+            .cloned()
+            .collect();
+        let mut first_err = None;
+        for w in writers {
+            if let Err(e) = w.flush().await {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    pub fn open_handles(&self) -> usize {
+        self.handles.lock().map(|h| h.len()).unwrap_or(0)
+    }
+}

@@ -1,0 +1,245 @@
+//! The write path of one inode: writes land in in-memory slices (one per continuous range
+//! of a chunk), full blocks upload while the writer continues, and a slice is committed to
+//! metadata only after all its blocks are stored. Commits of one file happen in order, so
+//! the newest slice is always the last in the chunk's list.
+
+use super::Error;
+use crate::meta::{CHUNK_SIZE, Ino, Meta, Nanos, Slice, now_nanos};
+use crate::object::ObjectStore;
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+type Upload = JoinHandle<Result<(), Error>>;
+
+struct OpenSlice {
+    chunk: u32,
+    pos: u32,
+    len: u32,
+    id: u64,
+    uploads: Vec<Upload>,
+    cur: BytesMut,
+    mtime: Nanos,
+}
+
+impl OpenSlice {
+    fn end(&self) -> u64 {
+        self.pos as u64 + self.len as u64
+    }
+    /// First byte (chunk-relative) that may still be changed in memory.
+    fn mutable_from(&self, bs: u64) -> u64 {
+        self.pos as u64 + self.uploads.len() as u64 * bs
+    }
+}
+
+#[derive(Default)]
+struct State {
+    open: Vec<OpenSlice>,
+    /// The last sealed slice's commit; each commit waits for the one before it.
+    last_commit: Option<JoinHandle<Result<(), Error>>>,
+    /// Highest file offset written and not yet known to be committed.
+    length: u64,
+    /// Bytes held in memory by open and sealed-but-uncommitted slices.
+    buffered: u64,
+}
+
+pub struct FileWriter {
+    ino: Ino,
+    meta: Arc<dyn Meta>,
+    store: ObjectStore,
+    state: tokio::sync::Mutex<State>,
+    on_commit: Arc<dyn Fn(Ino) + Send + Sync>,
+}
+
+/// Above this many buffered bytes per file, a writer waits for its earlier slices to land.
+const MAX_BUFFERED: u64 = 256 << 20;
+
+impl FileWriter {
+    pub fn new(
+        ino: Ino,
+        meta: Arc<dyn Meta>,
+        store: ObjectStore,
+        on_commit: Arc<dyn Fn(Ino) + Send + Sync>,
+    ) -> FileWriter {
+        FileWriter {
+            ino,
+            meta,
+            store,
+            state: tokio::sync::Mutex::new(State::default()),
+            on_commit,
+        }
+    }
+
+    /// The length the file will have once everything written is committed.
+    pub async fn pending_length(&self) -> Option<u64> {
+        let st = self.state.lock().await;
+        if st.open.is_empty() && st.last_commit.is_none() {
+            None
+        } else {
+            Some(st.length)
+        }
+    }
+
+    pub async fn is_idle(&self) -> bool {
+        let st = self.state.lock().await;
+        st.open.is_empty() && st.last_commit.is_none()
+    }
+
+    pub async fn write(&self, off: u64, data: &[u8]) -> Result<(), Error> {
+        let bs = self.store.block_size();
+        let mut st = self.state.lock().await;
+        let mut off = off;
+        let mut data = data;
+        let now = now_nanos();
+        while !data.is_empty() {
+            let chunk = (off / CHUNK_SIZE) as u32;
+            let pos = off % CHUNK_SIZE;
+            let n = ((CHUNK_SIZE - pos) as usize).min(data.len());
+            let (piece, rest) = data.split_at(n);
+            let target = st
+                .open
+                .iter()
+                .rposition(|s| s.chunk == chunk)
+                .filter(|&i| {
+                    let s = &st.open[i];
+                    pos >= s.mutable_from(bs) && pos <= s.end()
+                });
+            let idx = match target {
+                Some(i) => i,
+                None => {
+                    let id = self.meta.new_slice_id().await.map_err(Error::from)?;
+                    st.open.push(OpenSlice {
+                        chunk,
+                        pos: pos as u32,
+                        len: 0,
+                        id,
+                        uploads: Vec::new(),
+                        cur: BytesMut::new(),
+                        mtime: now,
+                    });
+                    st.open.len() - 1
+                }
+            };
+            let grew = {
+                let s = &mut st.open[idx];
+                s.mtime = now;
+                let before = s.len;
+                self.put(s, pos, piece, bs);
+                (s.len - before) as u64
+            };
+            st.buffered += grew;
+            st.length = st.length.max(off + n as u64);
+            let full = st.open[idx].end() >= CHUNK_SIZE;
+            if full {
+                let s = st.open.remove(idx);
+                self.seal(&mut st, s);
+            }
+            off += n as u64;
+            data = rest;
+        }
+        if st.buffered > MAX_BUFFERED {
+            if let Some(h) = st.last_commit.take() {
+                join(h).await?;
+                st.buffered = st.open.iter().map(|s| s.len as u64).sum();
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `piece` at chunk offset `pos` into the slice and starts uploads of blocks
+    /// that became full.
+    fn put(&self, s: &mut OpenSlice, mut pos: u64, mut piece: &[u8], bs: u64) {
+        while !piece.is_empty() {
+            let cur_start = s.mutable_from(bs);
+            let at = (pos - cur_start) as usize;
+            let n = (bs as usize - at).min(piece.len());
+            if at == s.cur.len() {
+                s.cur.extend_from_slice(&piece[..n]);
+            } else {
+                if s.cur.len() < at + n {
+                    s.cur.resize(at + n, 0);
+                }
+                s.cur[at..at + n].copy_from_slice(&piece[..n]);
+            }
+            s.len = s.len.max((cur_start + s.cur.len() as u64 - s.pos as u64) as u32);
+            if s.cur.len() as u64 == bs {
+                self.start_upload(s);
+            }
+            pos += n as u64;
+            piece = &piece[n..];
+        }
+    }
+
+    fn start_upload(&self, s: &mut OpenSlice) {
+        let block = std::mem::take(&mut s.cur).freeze();
+        let index = s.uploads.len() as u32;
+        s.uploads.push(spawn_upload(self.store.clone(), s.id, index, block));
+    }
+
+    /// Uploads the tail of `s` and queues its commit after every earlier one.
+    fn seal(&self, st: &mut State, mut s: OpenSlice) {
+        if !s.cur.is_empty() {
+            self.start_upload(&mut s);
+        }
+        let prev = st.last_commit.take();
+        let meta = self.meta.clone();
+        let ino = self.ino;
+        let on_commit = self.on_commit.clone();
+        st.last_commit = Some(tokio::spawn(async move {
+            let mut result = Ok(());
+            for u in s.uploads {
+                if let Err(e) = join(u).await {
+                    result = Err(e);
+                }
+            }
+            if let Some(p) = prev {
+                join(p).await?;
+            }
+            result?;
+            let slice = Slice {
+                pos: s.pos,
+                id: s.id,
+                size: s.len,
+                off: 0,
+                len: s.len,
+            };
+            meta.write_slice(ino, s.chunk, slice, s.mtime)
+                .await
+                .map_err(Error::from)?;
+            on_commit(ino);
+            Ok(())
+        }));
+    }
+
+    /// Makes everything written so far durable: blocks stored, slices committed.
+    pub async fn flush(&self) -> Result<(), Error> {
+        let mut st = self.state.lock().await;
+        let open = std::mem::take(&mut st.open);
+        for s in open {
+            self.seal(&mut st, s);
+        }
+        let r = match st.last_commit.take() {
+            Some(h) => join(h).await,
+            None => Ok(()),
+        };
+        st.buffered = 0;
+        st.length = 0;
+        r
+    }
+}
+
+fn spawn_upload(store: ObjectStore, id: u64, index: u32, block: Bytes) -> Upload {
+    tokio::spawn(async move {
+        store.put_block(id, index, block).await.map_err(|e| {
+            tracing::error!("upload of slice {id} block {index} failed: {e}");
+            Error::Io(e.to_string())
+        })
+    })
+}
+
+async fn join(h: JoinHandle<Result<(), Error>>) -> Result<(), Error> {
+    match h.await {
+        Ok(r) => r,
+        Err(e) => Err(Error::Io(format!("background task failed: {e}"))),
+    }
+}
