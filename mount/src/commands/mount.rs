@@ -147,7 +147,7 @@ fn spawn_background(rt: &tokio::runtime::Runtime, mounted: &Mounted, o: &MountOp
     });
 }
 
-fn fuse_config(o: &MountOptions, name: &str) -> fuser::Config {
+fn fuser_config(o: &MountOptions, name: &str) -> fuser::Config {
     use fuser::MountOption as M;
     let mut opts = vec![
         M::FSName(format!("JuiceFS:{name}")),
@@ -157,36 +157,79 @@ fn fuse_config(o: &MountOptions, name: &str) -> fuser::Config {
     if o.read_only {
         opts.push(M::RO);
     }
-    for f in &o.fuse {
-        opts.push(match f.as_str() {
-            "default_permissions" => continue,
-            "nodev" => M::NoDev,
-            "dev" => M::Dev,
-            "nosuid" => M::NoSuid,
-            "suid" => M::Suid,
-            "noexec" => M::NoExec,
-            "exec" => M::Exec,
-            "noatime" => M::NoAtime,
-            "atime" => M::Atime,
-            "sync" => M::Sync,
-            "async" => M::Async,
-            "dirsync" => M::DirSync,
-            "auto_unmount" => M::AutoUnmount,
-            other => M::CUSTOM(other.to_string()),
-        });
-    }
+    opts.extend(o.fuse.iter().filter(|f| *f != "default_permissions").map(|f| M::CUSTOM(f.clone())));
     let mut c = fuser::Config::default();
     c.mount_options = opts;
-    c.acl = if o.allow_other {
+    c.acl = acl(o);
+    c.n_threads = Some(16);
+    c.clone_fd = true;
+    c
+}
+
+fn acl(o: &MountOptions) -> fuser::SessionACL {
+    if o.allow_other {
         fuser::SessionACL::All
     } else if o.fuse.iter().any(|f| f == "allow_root") {
         fuser::SessionACL::RootAndOwner
     } else {
         fuser::SessionACL::Owner
-    };
-    c.n_threads = Some(16);
-    c.clone_fd = true;
-    c
+    }
+}
+
+/// Mounts `/dev/fuse` at `mp` with type `fuse.juicefs` (what probes and `df -t` look for).
+/// Needs CAP_SYS_ADMIN; `None` on EPERM so the caller falls back to fusermount3.
+fn kernel_mount(mp: &Path, o: &MountOptions, name: &str) -> Result<Option<OwnedFd>, String> {
+    use nix::mount::MsFlags;
+    use std::os::unix::fs::PermissionsExt;
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .map_err(|e| format!("opening /dev/fuse: {e}"))?;
+    let mode = std::fs::metadata(mp).map_err(|e| format!("{}: {e}", mp.display()))?.permissions().mode();
+    let fd = OwnedFd::from(dev);
+    let mut data = format!(
+        "fd={},rootmode={:o},user_id={},group_id={},default_permissions",
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        mode & libc::S_IFMT,
+        nix::unistd::getuid(),
+        nix::unistd::getgid()
+    );
+    if o.allow_other || o.fuse.iter().any(|f| f == "allow_root") {
+        data.push_str(",allow_other");
+    }
+    let mut flags = MsFlags::empty();
+    let has = |k: &str| o.fuse.iter().any(|f| f == k);
+    if !has("dev") {
+        flags |= MsFlags::MS_NODEV;
+    }
+    if !has("suid") {
+        flags |= MsFlags::MS_NOSUID;
+    }
+    if o.read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    for f in &o.fuse {
+        match f.as_str() {
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            "noatime" => flags |= MsFlags::MS_NOATIME,
+            "relatime" => flags |= MsFlags::MS_RELATIME,
+            "strictatime" => flags |= MsFlags::MS_STRICTATIME,
+            "sync" => flags |= MsFlags::MS_SYNCHRONOUS,
+            "dirsync" => flags |= MsFlags::MS_DIRSYNC,
+            k if k.starts_with("max_read=") || k.starts_with("blksize=") => {
+                data.push(',');
+                data.push_str(k);
+            }
+            _ => {}
+        }
+    }
+    let source = format!("JuiceFS:{name}");
+    match nix::mount::mount(Some(source.as_str()), mp, Some("fuse.juicefs"), flags, Some(data.as_str())) {
+        Ok(()) => Ok(Some(fd)),
+        Err(nix::errno::Errno::EPERM) => Ok(None),
+        Err(e) => Err(format!("mount({}): {e}", mp.display())),
+    }
 }
 
 fn serve(meta_url: &str, mp: &Path, o: &MountOptions, ready: Option<OwnedFd>) -> Result<(), String> {
@@ -197,13 +240,21 @@ fn serve(meta_url: &str, mp: &Path, o: &MountOptions, ready: Option<OwnedFd>) ->
         .map_err(|e| format!("starting runtime: {e}"))?;
     let mounted = rt.block_on(setup(meta_url, mp, o))?;
     let fs = FuseFs::new(mounted.vfs.clone(), rt.handle().clone());
-    let mut session = match fuser::Session::new(fs, mp, &fuse_config(o, &mounted.name)) {
+    let config = fuser_config(o, &mounted.name);
+    let session = kernel_mount(mp, o, &mounted.name).and_then(|fd| match fd {
+        Some(fd) => fuser::Session::from_fd(fs, fd, acl(o), config).map_err(|e| {
+            let _ = super::umount::unmount(&mp.to_string_lossy(), true);
+            format!("starting FUSE session on {}: {e}", mp.display())
+        }),
+        None => fuser::Session::new(fs, mp, &config).map_err(|e| format!("mounting {}: {e}", mp.display())),
+    });
+    let session = match session {
         Ok(s) => s,
         Err(e) => {
             if let Some(sid) = mounted.sid {
                 let _ = rt.block_on(mounted.meta.close_session(sid));
             }
-            return Err(format!("mounting {}: {e}", mp.display()));
+            return Err(e);
         }
     };
     tracing::info!("{} is ready at {}", mounted.name, mp.display());
@@ -212,7 +263,6 @@ fn serve(meta_url: &str, mp: &Path, o: &MountOptions, ready: Option<OwnedFd>) ->
         let _ = f.write_all(b"OK\n");
     }
     spawn_background(&rt, &mounted, o);
-    let mut unmounter = session.unmount_callable();
     let (vfs, mp_str) = (mounted.vfs.clone(), mp.to_string_lossy().into_owned());
     rt.spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -224,7 +274,7 @@ fn serve(meta_url: &str, mp: &Path, o: &MountOptions, ready: Option<OwnedFd>) ->
         if let Err(e) = vfs.flush_all().await {
             tracing::error!("flushing before unmount: {e}");
         }
-        if unmounter.unmount().is_err() {
+        if super::umount::unmount(&mp_str, false).is_err() {
             // Busy: detach now; the kernel ends the session when the last file closes.
             if let Err(e) = super::umount::unmount(&mp_str, true) {
                 tracing::error!("unmounting {mp_str}: {e}");

