@@ -76,6 +76,8 @@ fn setup_err(f: &Format, msg: impl ToString) -> ObjectError {
 
 impl ObjectStore {
     pub fn new(f: &Format) -> Result<ObjectStore> {
+        // Installs OpenDAL's HTTP transport once per process (later calls do nothing).
+        opendal::install_default();
         let op = match f.storage.as_str() {
             "file" => {
                 let b = opendal::services::Fs::default().root(&f.bucket);
