@@ -204,6 +204,11 @@ impl ObjectStore {
 
     /// Writes, reads back and deletes a probe object: proves the bucket and credentials work.
     pub async fn check(&self) -> Result<()> {
+        // Listing first: some servers accept a PUT into a bucket that does not exist.
+        self.op.list(&self.prefix).await.map_err(|source| ObjectError::Io {
+            key: self.prefix.clone(),
+            source,
+        })?;
         let key = format!("{}testing/{}", self.prefix, uuid::Uuid::new_v4());
         let io = |source| ObjectError::Io { key: key.clone(), source };
         self.op.write(&key, Bytes::from_static(b"juicefs-probe")).await.map_err(io)?;

@@ -181,7 +181,13 @@ impl Mount {
         cmd.stdout(Stdio::null()).stderr(f);
         let mut child = cmd.spawn().expect("spawn client");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !is_mounted(mp) {
+        // Live means: listed as fuse.juicefs and its root (inode 1) answers; a dead mount
+        // left by a killed client is listed too but answers ENOTCONN.
+        let live = |mp: &Path| {
+            use std::os::unix::fs::MetadataExt;
+            is_mounted(mp) && std::fs::metadata(mp).map(|m| m.ino() == 1).unwrap_or(false)
+        };
+        while !live(mp) {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
                     "client exited ({status}) before mounting {}:\n{}",
@@ -219,13 +225,13 @@ impl Mount {
         self.mp.join(rel)
     }
 
-    /// SIGKILL the client: nothing is flushed; the kernel mount is left dead.
-    pub fn kill9(&mut self) {
+    /// SIGKILL the client: nothing is flushed and the kernel mount is left dead
+    /// (`Transport endpoint is not connected`), as after a crash.
+    pub fn kill9_leave_dead_mount(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new("umount").arg("-l").arg(&self.mp).status();
     }
 
     pub fn unmount(&mut self) {
@@ -263,6 +269,9 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
+        if self.child.is_none() && is_mounted(&self.mp) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mp).status();
+        }
         self.unmount();
     }
 }

@@ -33,16 +33,25 @@ fn db_err(e: tokio_postgres::Error) -> MetaError {
             return MetaError::Conflict(e.to_string());
         }
     }
-    match e.as_db_error() {
-        Some(db) => MetaError::Db(format!("postgres: {}", db.message())),
-        None => MetaError::Db(format!("postgres: {e}")),
+    MetaError::Db(format!("postgres: {}", describe(&e)))
+}
+
+/// The server's own message when there is one ("password authentication failed ..."),
+/// else the error with its cause ("connection refused").
+fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.message().to_string();
+    }
+    match std::error::Error::source(e) {
+        Some(src) => format!("{e}: {src}"),
+        None => e.to_string(),
     }
 }
 
 async fn connect_one(conn_str: &str) -> Result<Client> {
     let (client, connection) = tokio_postgres::connect(conn_str, NoTls)
         .await
-        .map_err(|e| MetaError::Db(format!("postgres: cannot connect: {e}")))?;
+        .map_err(|e| MetaError::Db(format!("postgres: cannot connect: {}", describe(&e))))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!("postgres connection closed: {e}");
