@@ -74,7 +74,7 @@ pub fn build_format(a: &FormatArgs) -> Result<Format, String> {
 
 async fn format(a: &FormatArgs) -> Result<Format, String> {
     let mut f = build_format(a)?;
-    let m = meta::open(&a.meta_url, false).await.map_err(|e| e.to_string())?;
+    let m = meta::create(&a.meta_url).await.map_err(|e| e.to_string())?;
     match m.load_format().await {
         Ok(old) => {
             if a.no_update {

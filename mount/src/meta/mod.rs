@@ -178,12 +178,25 @@ pub trait Meta: Send + Sync {
 }
 
 /// Opens the engine a META-URL names. The URL is never logged with its password.
+/// An SQLite file that does not exist is an unformatted volume, not something to create.
 pub async fn open(url: &str, read_only: bool) -> Result<Arc<dyn Meta>> {
+    open_with(url, read_only, false).await
+}
+
+/// Like `open`, creating an SQLite database file when missing (for `format`).
+pub async fn create(url: &str) -> Result<Arc<dyn Meta>> {
+    open_with(url, false, true).await
+}
+
+async fn open_with(url: &str, read_only: bool, create: bool) -> Result<Arc<dyn Meta>> {
     let parsed = url::MetaUrl::parse(url).map_err(MetaError::Invalid)?;
     match parsed {
         url::MetaUrl::Sqlite { path } => Ok(Arc::new(
-            sql::SqlMeta::new(Box::new(sql::sqlite::SqliteDb::open(&path, read_only)?), read_only)
-                .await?,
+            sql::SqlMeta::new(
+                Box::new(sql::sqlite::SqliteDb::open(&path, read_only, create)?),
+                read_only,
+            )
+            .await?,
         )),
         url::MetaUrl::Postgres { conn } => Ok(Arc::new(
             sql::SqlMeta::new(

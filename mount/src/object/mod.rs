@@ -175,6 +175,9 @@ impl ObjectStore {
                 source,
             })?
             .to_bytes();
+        // A small object may sit in a much larger pooled read buffer: copy it out so a
+        // cached 4 KiB block does not pin megabytes.
+        let raw = if raw.len() < (1 << 20) { Bytes::copy_from_slice(&raw) } else { raw };
         let data = self
             .compression
             .decompress(raw, size as usize)

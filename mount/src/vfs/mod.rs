@@ -68,7 +68,7 @@ impl Default for VfsConfig {
             entry_ttl: Duration::from_secs(1),
             dir_entry_ttl: Duration::from_secs(1),
             read_only: false,
-            block_cache_bytes: 256 << 20,
+            block_cache_bytes: 64 << 20,
             root: crate::meta::ROOT_INO,
         }
     }
@@ -88,6 +88,10 @@ pub struct Vfs {
     writers: Mutex<HashMap<Ino, Arc<FileWriter>>>,
     cache: Arc<BlockCache>,
     views: Arc<ChunkViews>,
+    /// Length of each open file as this client knows it (from open, then its own writes
+    /// and truncates), with the number of open handles; reads use it instead of asking
+    /// the metadata engine each time.
+    lengths: Mutex<HashMap<Ino, (u64, u32)>>,
 }
 
 fn lock_err<T>(_: std::sync::PoisonError<T>) -> Error {
@@ -104,8 +108,41 @@ impl Vfs {
             writers: Mutex::new(HashMap::new()),
             cache: Arc::new(BlockCache::new(cfg.block_cache_bytes)),
             views: Arc::new(ChunkViews::default()),
+            lengths: Mutex::new(HashMap::new()),
             cfg,
         }
+    }
+
+    fn opened(&self, ino: Ino, length: u64) {
+        if let Ok(mut l) = self.lengths.lock() {
+            let e = l.entry(ino).or_insert((length, 0));
+            // Our own unflushed writes may already be longer than what metadata says.
+            e.0 = if e.1 == 0 { length } else { e.0.max(length) };
+            e.1 += 1;
+        }
+    }
+
+    fn closed(&self, ino: Ino) {
+        if let Ok(mut l) = self.lengths.lock() {
+            if let Some(e) = l.get_mut(&ino) {
+                e.1 -= 1;
+                if e.1 == 0 {
+                    l.remove(&ino);
+                }
+            }
+        }
+    }
+
+    fn set_length(&self, ino: Ino, f: impl FnOnce(u64) -> u64) {
+        if let Ok(mut l) = self.lengths.lock() {
+            if let Some(e) = l.get_mut(&ino) {
+                e.0 = f(e.0);
+            }
+        }
+    }
+
+    fn known_length(&self, ino: Ino) -> Option<u64> {
+        self.lengths.lock().ok().and_then(|l| l.get(&ino).map(|e| e.0))
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -201,6 +238,7 @@ impl Vfs {
         if let Some(size) = set.size {
             self.flush_ino(ino).await?;
             let (_, freed) = self.meta.truncate(ino, size).await?;
+            self.set_length(ino, |_| size);
             self.views.invalidate(ino);
             self.free_slices(freed);
         }
@@ -250,6 +288,7 @@ impl Vfs {
             .mknod(parent, name, FileKind::File, mode, 0, None, caller)
             .await?;
         self.meta.open(ino).await?;
+        self.opened(ino, 0);
         let fh = self.add_handle(Handle::File {
             ino,
             writable: flags & libc::O_ACCMODE != libc::O_RDONLY,
@@ -309,6 +348,7 @@ impl Vfs {
         }
         // Close-to-open: whatever other clients wrote is visible from here on.
         self.views.invalidate(ino);
+        self.opened(ino, a.length);
         let fh = self.add_handle(Handle::File { ino, writable })?;
         Ok((fh, self.with_pending_length(ino, a).await))
     }
@@ -324,14 +364,17 @@ impl Vfs {
         let (ino, _) = self.file_handle(fh)?;
         // Our own unflushed writes must be visible to our reads.
         self.flush_ino(ino).await?;
-        let attr = self.meta.getattr(ino).await?;
+        let length = match self.known_length(ino) {
+            Some(l) => l,
+            None => self.meta.getattr(ino).await?.length,
+        };
         let r = Reader {
             meta: &*self.meta,
             store: &self.store,
             cache: &self.cache,
             views: &self.views,
         };
-        r.read(ino, off, size as usize, attr.length).await
+        r.read(ino, off, size as usize, length).await
     }
 
     pub async fn write(&self, fh: u64, off: u64, data: &[u8]) -> Result<u32> {
@@ -344,8 +387,8 @@ impl Vfs {
             .checked_add(data.len() as u64)
             .filter(|e| *e <= (1u64 << 50))
             .ok_or(Error::Errno(libc::EFBIG, "file too large"))?;
-        let _ = end;
         self.writer(ino)?.write(off, data).await?;
+        self.set_length(ino, |l| l.max(end));
         Ok(data.len() as u32)
     }
 
@@ -376,6 +419,7 @@ impl Vfs {
                     }
                 }
             }
+            self.closed(ino);
             let freed = self.meta.close(ino).await?;
             self.free_slices(freed);
             flushed?;
@@ -393,7 +437,8 @@ impl Vfs {
             return Err(Error::Errno(libc::EINVAL, "fallocate of zero bytes"));
         }
         self.flush_ino(ino).await?;
-        self.meta.fallocate(ino, mode, off, len).await?;
+        let a = self.meta.fallocate(ino, mode, off, len).await?;
+        self.set_length(ino, |_| a.length);
         self.views.invalidate(ino);
         Ok(())
     }

@@ -117,6 +117,9 @@ impl ChunkViews {
     }
 }
 
+/// Blocks fetched ahead of a reader that reaches the start of a block.
+const READ_AHEAD_BLOCKS: u32 = 2;
+
 pub struct Reader<'a> {
     pub meta: &'a dyn Meta,
     pub store: &'a ObjectStore,
@@ -166,13 +169,19 @@ impl Reader<'_> {
             let n = (block.len() - in_block).min(dst.len() - done);
             dst[done..done + n].copy_from_slice(&block[in_block..in_block + n]);
             done += n;
-            // Reading into the second half of a block: fetch the next one ahead.
-            if in_block + n > blen as usize / 2 && ((index as u64 + 1) * bs) < p.size as u64 {
-                let (cache, store, id) = (self.cache.clone(), self.store.clone(), p.id);
-                let next_len = self.store.block_len(p.size, index + 1);
-                tokio::spawn(async move {
-                    let _ = cache.get(&store, id, index + 1, next_len).await;
-                });
+            // Reading the start of a block: fetch the next ones ahead while this one is used.
+            if in_block == 0 {
+                for ahead in 1..=READ_AHEAD_BLOCKS {
+                    let next = index + ahead;
+                    if next as u64 * bs >= p.size as u64 {
+                        break;
+                    }
+                    let (cache, store, id) = (self.cache.clone(), self.store.clone(), p.id);
+                    let next_len = self.store.block_len(p.size, next);
+                    tokio::spawn(async move {
+                        let _ = cache.get(&store, id, next, next_len).await;
+                    });
+                }
             }
         }
         Ok(())

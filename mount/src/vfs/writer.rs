@@ -153,6 +153,10 @@ impl FileWriter {
             let cur_start = s.mutable_from(bs);
             let at = (pos - cur_start) as usize;
             let n = (bs as usize - at).min(piece.len());
+            if s.cur.is_empty() && piece.len() >= (128 << 10) {
+                // A large write fills whole blocks: allocate the block once.
+                s.cur.reserve(bs as usize);
+            }
             if at == s.cur.len() {
                 s.cur.extend_from_slice(&piece[..n]);
             } else {

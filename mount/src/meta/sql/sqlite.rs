@@ -27,9 +27,9 @@ fn db_err(e: rusqlite::Error) -> MetaError {
 }
 
 impl SqliteDb {
-    pub fn open(path: &str, read_only: bool) -> Result<SqliteDb> {
+    pub fn open(path: &str, read_only: bool, create: bool) -> Result<SqliteDb> {
         let p = std::path::Path::new(path);
-        if read_only && !p.exists() {
+        if !create && !p.exists() {
             return Err(MetaError::NotFormatted(format!("database {path} does not exist")));
         }
         if let Some(dir) = p.parent() {
@@ -40,18 +40,26 @@ impl SqliteDb {
                 )));
             }
         }
-        let flags = if read_only {
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        let mut flags = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
         } else {
             OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        };
+        } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
         let mut conns = Vec::with_capacity(POOL_SIZE);
         for _ in 0..POOL_SIZE {
             let c = Connection::open_with_flags(path, flags)
                 .map_err(|e| MetaError::Db(format!("sqlite: cannot open {path}: {e}")))?;
             c.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
+            if !read_only && conns.is_empty() {
+                // WAL: readers never block the writer and a commit costs one fsync. The
+                // mode is stored in the file; the reference client works with it too.
+                if let Err(e) = c.pragma_update(None, "journal_mode", "WAL") {
+                    tracing::debug!("keeping the journal mode of {path}: {e}");
+                }
+            }
             c.set_prepared_statement_cache_capacity(128);
             conns.push(c);
         }
@@ -98,9 +106,12 @@ impl SqlDb for SqliteDb {
 
     async fn begin(&self, write: bool) -> Result<Box<dyn Txn>> {
         let conn = self.pool.get().await?;
-        conn.execute_batch(if write { "BEGIN IMMEDIATE" } else { "BEGIN" })
-            .map_err(db_err)?;
-        Ok(Box::new(SqliteTxn { conn, open: true }))
+        if write {
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
+        }
+        // Reads run in autocommit mode: each statement sees a committed state, and we
+        // save two round trips through SQLite's locking per read.
+        Ok(Box::new(SqliteTxn { conn, open: write }))
     }
 }
 
@@ -132,6 +143,9 @@ impl Txn for SqliteTxn {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
+        if !self.open {
+            return Ok(());
+        }
         self.open = false;
         if let Err(e) = self.conn.execute_batch("COMMIT") {
             let _ = self.conn.execute_batch("ROLLBACK");
@@ -141,6 +155,9 @@ impl Txn for SqliteTxn {
     }
 
     async fn rollback(mut self: Box<Self>) -> Result<()> {
+        if !self.open {
+            return Ok(());
+        }
         self.open = false;
         self.conn.execute_batch("ROLLBACK").map_err(db_err)
     }

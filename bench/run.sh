@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Client benchmark, side by side with the reference client and bindfs; results and this
+# command go to docs/BENCHMARKS.md.  Usage: bench/run.sh [--size-mib N] [--files N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh >/dev/null
+cargo build --release --locked -p jfs-mount
+exec python3 bench/run_bench.py "$@"
