@@ -1,10 +1,19 @@
 //! `juicefs` (and, through a symlink or copy named `mount.juicefs`, the mount helper).
 
-// mimalloc returns freed blocks to the OS promptly across the many FUSE and runtime
-// threads, where glibc's per-thread arenas keep them: lower peak RSS under I/O.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
+    tune_malloc();
     jfs_mount::cli::main_with(std::env::args().collect())
+}
+
+/// Data blocks are megabytes each and cross threads (FUSE workers, runtime, uploads).
+/// A fixed mmap threshold above the block size keeps them in the heap, where freed blocks
+/// are reused without page faults (a fresh mapping per block costs a fault per page), and
+/// few arenas bound how much freed memory the process keeps.
+fn tune_malloc() {
+    // SAFETY: called first thing in main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+    }
 }

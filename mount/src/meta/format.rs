@@ -52,7 +52,7 @@ fn is_zero(n: &u64) -> bool {
 pub const MIN_BLOCK_KIB: u64 = 64;
 pub const MAX_BLOCK_KIB: u64 = 16 << 10;
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum FormatError {
     #[error(
         "volume format field {field} = {value} is not supported by this client ({why}); nothing was written"

@@ -13,7 +13,7 @@ pub use format::Format;
 use std::sync::Arc;
 pub use types::*;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum MetaError {
     #[error("no such file or directory")]
     NotFound,

@@ -2,6 +2,7 @@
 //! compression, and the storage kinds we support (`file`, `s3`/`minio`).
 
 mod compress;
+mod local;
 
 pub use compress::Compression;
 use crate::meta::Format;
@@ -23,21 +24,38 @@ pub enum ObjectError {
         #[source]
         source: opendal::Error,
     },
+    #[error("object {key}: {source}")]
+    Local {
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("object {key} is corrupt: {msg}")]
     Corrupt { key: String, msg: String },
 }
 
 impl ObjectError {
     pub fn is_not_found(&self) -> bool {
-        matches!(self, ObjectError::Io { source, .. } if source.kind() == opendal::ErrorKind::NotFound)
+        match self {
+            ObjectError::Io { source, .. } => source.kind() == opendal::ErrorKind::NotFound,
+            ObjectError::Local { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
     }
 }
 
 pub type Result<T> = std::result::Result<T, ObjectError>;
 
+/// Where objects go: a local directory directly, anything else through OpenDAL.
+#[derive(Clone)]
+enum Backend {
+    Dir(std::sync::Arc<local::LocalDir>),
+    Dal(Operator),
+}
+
 #[derive(Clone)]
 pub struct ObjectStore {
-    op: Operator,
+    backend: Backend,
     prefix: String,
     hash_prefix: bool,
     compression: Compression,
@@ -80,8 +98,13 @@ impl ObjectStore {
         opendal::install_default();
         let op = match f.storage.as_str() {
             "file" => {
-                let b = opendal::services::Fs::default().root(&f.bucket);
-                Operator::new(b).map_err(|e| setup_err(f, e))?
+                return Ok(ObjectStore {
+                    backend: Backend::Dir(std::sync::Arc::new(local::LocalDir::new(&f.bucket))),
+                    prefix: format!("{}/", f.name),
+                    hash_prefix: f.hash_prefix,
+                    compression: Compression::parse(&f.compression).map_err(|e| setup_err(f, e))?,
+                    block_size: f.block_bytes(),
+                });
             }
             "s3" | "minio" => {
                 let (endpoint, bucket, vhost) = parse_s3_bucket(&f.bucket).map_err(|e| setup_err(f, e))?;
@@ -112,7 +135,7 @@ impl ObjectStore {
                     .with_jitter(),
             );
         Ok(ObjectStore {
-            op,
+            backend: Backend::Dal(op),
             prefix: format!("{}/", f.name),
             hash_prefix: f.hash_prefix,
             compression: Compression::parse(&f.compression).map_err(|e| setup_err(f, e))?,
@@ -157,24 +180,58 @@ impl ObjectStore {
     pub async fn put_block(&self, id: u64, index: u32, data: Bytes) -> Result<()> {
         let key = self.block_key(id, index, data.len() as u32);
         let body = self.compression.compress(data);
-        self.op
-            .write(&key, body)
-            .await
-            .map(|_| ())
-            .map_err(|source| ObjectError::Io { key, source })
+        self.put(&key, body).await
+    }
+
+    async fn put(&self, key: &str, body: Bytes) -> Result<()> {
+        match &self.backend {
+            Backend::Dir(d) => d.put(key, body).await.map_err(|source| ObjectError::Local {
+                key: key.to_string(),
+                source,
+            }),
+            Backend::Dal(op) => op.write(key, body).await.map(|_| ()).map_err(|source| ObjectError::Io {
+                key: key.to_string(),
+                source,
+            }),
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes> {
+        match &self.backend {
+            Backend::Dir(d) => d.get(key).await.map_err(|source| ObjectError::Local {
+                key: key.to_string(),
+                source,
+            }),
+            Backend::Dal(op) => op
+                .read(key)
+                .await
+                .map(|b| b.to_bytes())
+                .map_err(|source| ObjectError::Io {
+                    key: key.to_string(),
+                    source,
+                }),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        match &self.backend {
+            Backend::Dir(d) => d.delete(key).await.map_err(|source| ObjectError::Local {
+                key: key.to_string(),
+                source,
+            }),
+            Backend::Dal(op) => match op.delete(key).await {
+                Err(e) if e.kind() != opendal::ErrorKind::NotFound => Err(ObjectError::Io {
+                    key: key.to_string(),
+                    source: e,
+                }),
+                _ => Ok(()),
+            },
+        }
     }
 
     pub async fn get_block(&self, id: u64, index: u32, size: u32) -> Result<Bytes> {
         let key = self.block_key(id, index, size);
-        let raw = self
-            .op
-            .read(&key)
-            .await
-            .map_err(|source| ObjectError::Io {
-                key: key.clone(),
-                source,
-            })?
-            .to_bytes();
+        let raw = self.get(&key).await?;
         // A small object may sit in a much larger pooled read buffer: copy it out so a
         // cached 4 KiB block does not pin megabytes.
         let raw = if raw.len() < (1 << 20) { Bytes::copy_from_slice(&raw) } else { raw };
@@ -195,28 +252,30 @@ impl ObjectStore {
     pub async fn delete_slice(&self, id: u64, size: u32) -> Result<()> {
         let blocks = (size as u64).div_ceil(self.block_size).max(1) as u32;
         for i in 0..blocks {
-            let key = self.block_key(id, i, self.block_len(size, i));
-            match self.op.delete(&key).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
-                Err(source) => return Err(ObjectError::Io { key, source }),
-            }
+            self.delete(&self.block_key(id, i, self.block_len(size, i))).await?;
         }
         Ok(())
     }
 
-    /// Writes, reads back and deletes a probe object: proves the bucket and credentials work.
+    /// Proves the bucket and credentials work: lists it (some servers accept a PUT into a
+    /// bucket that does not exist), then writes, reads back and deletes a probe object.
     pub async fn check(&self) -> Result<()> {
-        // Listing first: some servers accept a PUT into a bucket that does not exist.
-        self.op.list(&self.prefix).await.map_err(|source| ObjectError::Io {
-            key: self.prefix.clone(),
-            source,
-        })?;
+        match &self.backend {
+            Backend::Dir(d) => d.check().await.map_err(|source| ObjectError::Local {
+                key: String::new(),
+                source,
+            })?,
+            Backend::Dal(op) => {
+                op.list(&self.prefix).await.map_err(|source| ObjectError::Io {
+                    key: self.prefix.clone(),
+                    source,
+                })?;
+            }
+        }
         let key = format!("{}testing/{}", self.prefix, uuid::Uuid::new_v4());
-        let io = |source| ObjectError::Io { key: key.clone(), source };
-        self.op.write(&key, Bytes::from_static(b"juicefs-probe")).await.map_err(io)?;
-        let back = self.op.read(&key).await.map_err(io)?.to_bytes();
-        self.op.delete(&key).await.map_err(io)?;
+        self.put(&key, Bytes::from_static(b"juicefs-probe")).await?;
+        let back = self.get(&key).await?;
+        self.delete(&key).await?;
         if back.as_ref() != b"juicefs-probe" {
             return Err(ObjectError::Corrupt {
                 key,

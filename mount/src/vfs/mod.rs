@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use writer::FileWriter;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Meta(#[from] MetaError),
@@ -68,7 +68,7 @@ impl Default for VfsConfig {
             entry_ttl: Duration::from_secs(1),
             dir_entry_ttl: Duration::from_secs(1),
             read_only: false,
-            block_cache_bytes: 64 << 20,
+            block_cache_bytes: 48 << 20,
             root: crate::meta::ROOT_INO,
         }
     }
@@ -360,7 +360,7 @@ impl Vfs {
         }
     }
 
-    pub async fn read(&self, fh: u64, off: u64, size: u32) -> Result<Vec<u8>> {
+    pub async fn read(&self, fh: u64, off: u64, size: u32) -> Result<bytes::Bytes> {
         let (ino, _) = self.file_handle(fh)?;
         // Our own unflushed writes must be visible to our reads.
         self.flush_ino(ino).await?;

@@ -118,7 +118,7 @@ impl ChunkViews {
 }
 
 /// Blocks fetched ahead of a reader that reaches the start of a block.
-const READ_AHEAD_BLOCKS: u32 = 2;
+const READ_AHEAD_BLOCKS: u32 = 4;
 
 pub struct Reader<'a> {
     pub meta: &'a dyn Meta,
@@ -129,11 +129,14 @@ pub struct Reader<'a> {
 
 impl Reader<'_> {
     /// Reads `[off, off+size)` of a file of `length` bytes.
-    pub async fn read(&self, ino: Ino, off: u64, size: usize, length: u64) -> Result<Vec<u8>, Error> {
+    pub async fn read(&self, ino: Ino, off: u64, size: usize, length: u64) -> Result<Bytes, Error> {
         if off >= length {
-            return Ok(Vec::new());
+            return Ok(Bytes::new());
         }
         let end = (off + size as u64).min(length);
+        if let Some(b) = self.read_one_block(ino, off, end).await? {
+            return Ok(b);
+        }
         let mut out = vec![0u8; (end - off) as usize];
         let mut pos = off;
         while pos < end {
@@ -154,7 +157,36 @@ impl Reader<'_> {
             }
             pos = chunk_end;
         }
-        Ok(out)
+        Ok(Bytes::from(out))
+    }
+
+    /// The common sequential case: the whole range lies in one block of one slice, so the
+    /// answer is a slice of the cached block, without copying or allocating.
+    async fn read_one_block(&self, ino: Ino, off: u64, end: u64) -> Result<Option<Bytes>, Error> {
+        let chunk = (off / CHUNK_SIZE) as u32;
+        let chunk_start = chunk as u64 * CHUNK_SIZE;
+        if end > chunk_start + CHUNK_SIZE {
+            return Ok(None);
+        }
+        let view = self.views.view(self.meta, ino, chunk).await?;
+        let Some(p) = view.iter().find(|p| {
+            let ps = chunk_start + p.pos as u64;
+            ps <= off && end <= ps + p.len as u64
+        }) else {
+            return Ok(None);
+        };
+        if p.id == 0 {
+            return Ok(Some(Bytes::from(vec![0u8; (end - off) as usize])));
+        }
+        let bs = self.store.block_size();
+        let slice_off = p.off as u64 + (off - (chunk_start + p.pos as u64));
+        let index = slice_off / bs;
+        if (slice_off + (end - off) - 1) / bs != index {
+            return Ok(None);
+        }
+        let in_block = (slice_off % bs) as usize;
+        let block = self.fetch(p, index as u32, in_block).await?;
+        Ok(Some(block.slice(in_block..in_block + (end - off) as usize)))
     }
 
     async fn read_slice(&self, p: &Slice, slice_off: u64, dst: &mut [u8]) -> Result<(), Error> {
@@ -162,28 +194,33 @@ impl Reader<'_> {
         let mut done = 0usize;
         while done < dst.len() {
             let at = slice_off + done as u64;
-            let index = (at / bs) as u32;
             let in_block = (at % bs) as usize;
-            let blen = self.store.block_len(p.size, index);
-            let block = self.cache.get(self.store, p.id, index, blen).await?;
+            let block = self.fetch(p, (at / bs) as u32, in_block).await?;
             let n = (block.len() - in_block).min(dst.len() - done);
             dst[done..done + n].copy_from_slice(&block[in_block..in_block + n]);
             done += n;
-            // Reading the start of a block: fetch the next ones ahead while this one is used.
-            if in_block == 0 {
-                for ahead in 1..=READ_AHEAD_BLOCKS {
-                    let next = index + ahead;
-                    if next as u64 * bs >= p.size as u64 {
-                        break;
-                    }
-                    let (cache, store, id) = (self.cache.clone(), self.store.clone(), p.id);
-                    let next_len = self.store.block_len(p.size, next);
-                    tokio::spawn(async move {
-                        let _ = cache.get(&store, id, next, next_len).await;
-                    });
-                }
-            }
         }
         Ok(())
+    }
+
+    /// Block `index` of slice `p`; a reader at the start of a block gets the next ones
+    /// fetched ahead while it uses this one.
+    async fn fetch(&self, p: &Slice, index: u32, in_block: usize) -> Result<Bytes, Error> {
+        let bs = self.store.block_size();
+        if in_block == 0 {
+            for ahead in 1..=READ_AHEAD_BLOCKS {
+                let next = index + ahead;
+                if next as u64 * bs >= p.size as u64 {
+                    break;
+                }
+                let (cache, store, id) = (self.cache.clone(), self.store.clone(), p.id);
+                let next_len = self.store.block_len(p.size, next);
+                tokio::spawn(async move {
+                    let _ = cache.get(&store, id, next, next_len).await;
+                });
+            }
+        }
+        let blen = self.store.block_len(p.size, index);
+        self.cache.get(self.store, p.id, index, blen).await
     }
 }

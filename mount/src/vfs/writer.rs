@@ -12,12 +12,38 @@ use tokio::task::JoinHandle;
 
 type Upload = JoinHandle<Result<(), Error>>;
 
+/// A block upload: running, or finished with its result (so it can be waited for early).
+enum BlockUpload {
+    Running(Upload),
+    Done(Result<(), Error>),
+}
+
+impl BlockUpload {
+    async fn wait(&mut self) -> Result<(), Error> {
+        if let BlockUpload::Running(h) = self {
+            let r = join(h).await;
+            *self = BlockUpload::Done(r);
+        }
+        match self {
+            BlockUpload::Done(r) => r.clone(),
+            BlockUpload::Running(_) => unreachable!("waited above"),
+        }
+    }
+    fn running(&self) -> bool {
+        matches!(self, BlockUpload::Running(h) if !h.is_finished())
+    }
+}
+
+/// Blocks of one file uploading at once; a writer ahead of its uploads waits, so memory
+/// stays bounded however fast the application writes.
+const MAX_UPLOADS: usize = 12;
+
 struct OpenSlice {
     chunk: u32,
     pos: u32,
     len: u32,
     id: u64,
-    uploads: Vec<Upload>,
+    uploads: Vec<BlockUpload>,
     cur: BytesMut,
     mtime: Nanos,
 }
@@ -137,9 +163,20 @@ impl FileWriter {
             off += n as u64;
             data = rest;
         }
+        // Backpressure: wait for the oldest uploads when too many are in flight.
+        loop {
+            let mut running = st.open.iter_mut().flat_map(|s| s.uploads.iter_mut()).filter(|u| u.running());
+            let n = running.by_ref().count();
+            if n <= MAX_UPLOADS {
+                break;
+            }
+            if let Some(u) = st.open.iter_mut().flat_map(|s| s.uploads.iter_mut()).find(|u| u.running()) {
+                u.wait().await?;
+            }
+        }
         if st.buffered > MAX_BUFFERED {
-            if let Some(h) = st.last_commit.take() {
-                join(h).await?;
+            if let Some(mut h) = st.last_commit.take() {
+                join(&mut h).await?;
                 st.buffered = st.open.iter().map(|s| s.len as u64).sum();
             }
         }
@@ -177,7 +214,8 @@ impl FileWriter {
     fn start_upload(&self, s: &mut OpenSlice) {
         let block = std::mem::take(&mut s.cur).freeze();
         let index = s.uploads.len() as u32;
-        s.uploads.push(spawn_upload(self.store.clone(), s.id, index, block));
+        s.uploads
+            .push(BlockUpload::Running(spawn_upload(self.store.clone(), s.id, index, block)));
     }
 
     /// Uploads the tail of `s` and queues its commit after every earlier one.
@@ -191,13 +229,13 @@ impl FileWriter {
         let on_commit = self.on_commit.clone();
         st.last_commit = Some(tokio::spawn(async move {
             let mut result = Ok(());
-            for u in s.uploads {
-                if let Err(e) = join(u).await {
+            for mut u in s.uploads {
+                if let Err(e) = u.wait().await {
                     result = Err(e);
                 }
             }
-            if let Some(p) = prev {
-                join(p).await?;
+            if let Some(mut p) = prev {
+                join(&mut p).await?;
             }
             result?;
             let slice = Slice {
@@ -223,7 +261,7 @@ impl FileWriter {
             self.seal(&mut st, s);
         }
         let r = match st.last_commit.take() {
-            Some(h) => join(h).await,
+            Some(mut h) => join(&mut h).await,
             None => Ok(()),
         };
         st.buffered = 0;
@@ -241,7 +279,7 @@ fn spawn_upload(store: ObjectStore, id: u64, index: u32, block: Bytes) -> Upload
     })
 }
 
-async fn join(h: JoinHandle<Result<(), Error>>) -> Result<(), Error> {
+async fn join(h: &mut JoinHandle<Result<(), Error>>) -> Result<(), Error> {
     match h.await {
         Ok(r) => r,
         Err(e) => Err(Error::Io(format!("background task failed: {e}"))),

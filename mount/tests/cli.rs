@@ -1,0 +1,74 @@
+//! The command line as users and Mount Pods run it: `-d` background mounts, the
+//! `mount.juicefs` helper form, `--subdir`, `umount`, `status`.
+
+mod common;
+use common::*;
+use std::fs;
+use std::process::Command;
+
+#[test]
+fn background_mount_helper_form_subdir_umount_and_status() {
+    let v = Volume::new(Backend::SqliteFile).unwrap();
+    v.format_ours(&[]);
+    let mp = v.mountpoint("bg");
+    let log = v.dir.path().join("bg.log");
+    // `-d` returns once the file system is live.
+    run_ok({
+        let mut c = Command::new(OURS);
+        c.args(["mount", "-d", "--log", log.to_str().unwrap(), &v.meta, mp.to_str().unwrap()]);
+        c
+    });
+    assert!(is_mounted(&mp));
+    fs::create_dir_all(mp.join("team/a")).unwrap();
+    fs::write(mp.join("team/a/f"), b"in subdir").unwrap();
+    fs::write(mp.join("outside"), b"x").unwrap();
+    let st = run_ok({
+        let mut c = Command::new(OURS);
+        c.args(["status", &v.meta]);
+        c
+    });
+    let status: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(status["Setting"]["Name"], v.name.as_str());
+    let sessions = status["Sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["MountPoint"], mp.to_str().unwrap());
+    run_ok({
+        let mut c = Command::new(OURS);
+        c.args(["umount", mp.to_str().unwrap()]);
+        c
+    });
+    assert!(!is_mounted(&mp));
+
+    // The helper form a Mount Pod runs; it daemonizes like mount(8) expects.
+    let helper = v.dir.path().join("mount.juicefs");
+    std::os::unix::fs::symlink(OURS, &helper).unwrap();
+    let sub = v.mountpoint("sub");
+    run_ok({
+        let mut c = Command::new(&helper);
+        c.args([&v.meta, sub.to_str().unwrap(), "-o", &format!("subdir=/team/a,allow_other,log={}", log.display())]);
+        c
+    });
+    assert!(is_mounted(&sub));
+    assert_eq!(fs::read(sub.join("f")).unwrap(), b"in subdir");
+    assert!(!sub.join("outside").exists(), "the subdir is the root");
+    assert!(!sub.join("../outside").exists() || !sub.join("..").join("outside").starts_with(&sub));
+    fs::write(sub.join("new"), b"n").unwrap();
+    run_ok({
+        let mut c = Command::new(OURS);
+        c.args(["umount", sub.to_str().unwrap()]);
+        c
+    });
+    let m = Mount::ours(&v, &v.mountpoint("check"), &[]);
+    assert_eq!(fs::read(m.path("team/a/new")).unwrap(), b"n");
+    // A missing subdir is created (read-write mounts).
+    drop(m);
+    let m = Mount::ours(&v, &v.mountpoint("fresh"), &["--subdir", "/brand/new"]);
+    fs::write(m.path("x"), b"y").unwrap();
+    drop(m);
+    let m = Mount::ours(&v, &v.mountpoint("check2"), &[]);
+    assert_eq!(fs::read(m.path("brand/new/x")).unwrap(), b"y");
+    // Unmounting something that is not a mount point says so.
+    let out = Command::new(OURS).args(["umount", v.dir.path().to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a mount point"));
+}
