@@ -26,6 +26,8 @@ pub struct FuseFs {
     rt: Handle,
     /// (inode, lock owner) pairs holding POSIX locks: released when the owner closes the file.
     lock_owners: Mutex<HashSet<(u64, u64)>>,
+    /// (inode, open file) pairs holding BSD locks: released when the file is released.
+    flock_owners: Mutex<HashSet<(u64, u64)>>,
 }
 
 fn kind(k: FileKind) -> FileType {
@@ -94,6 +96,7 @@ impl FuseFs {
             vfs,
             rt,
             lock_owners: Mutex::new(HashSet::new()),
+            flock_owners: Mutex::new(HashSet::new()),
         }
     }
 
@@ -161,6 +164,7 @@ impl FuseFs {
 impl fuser::Filesystem for FuseFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let wanted = InitFlags::FUSE_POSIX_LOCKS
+            | InitFlags::FUSE_FLOCK_LOCKS
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS;
@@ -389,13 +393,22 @@ impl fuser::Filesystem for FuseFs {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        if let Some(owner) = lock_owner {
+            let ino = self.ino(ino);
+            let held = self.flock_owners.lock().map(|mut s| s.remove(&(ino, owner.0))).unwrap_or(false);
+            if held {
+                if let Err(e) = self.rt.block_on(self.vfs.flock(ino, owner.0, LockType::Unlock, false)) {
+                    tracing::warn!("releasing the BSD lock on inode {ino}: {e}");
+                }
+            }
+        }
         let r = self.rt.block_on(self.vfs.release(fh.0));
         self.empty(reply, "release", r)
     }
@@ -623,6 +636,35 @@ impl fuser::Filesystem for FuseFs {
             }
         }
         self.empty(reply, "setlk", r)
+    }
+
+    fn flock(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        typ: i32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let Some(ltype) = LockType::from_libc(typ) else {
+            return reply.error(Errno::EINVAL);
+        };
+        let ino = self.ino(ino);
+        let r = self.rt.block_on(self.vfs.flock(ino, lock_owner.0, ltype, sleep));
+        if let Ok(mut s) = self.flock_owners.lock() {
+            match (&r, ltype) {
+                (Ok(()), LockType::Unlock) => {
+                    s.remove(&(ino, lock_owner.0));
+                }
+                (Ok(()), _) => {
+                    s.insert((ino, lock_owner.0));
+                }
+                _ => {}
+            }
+        }
+        self.empty(reply, "flock", r)
     }
 
     fn fallocate(
