@@ -10,8 +10,8 @@ use crate::vfs::{Error, Vfs};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -219,7 +219,10 @@ impl fuser::Filesystem for FuseFs {
             mtime: mtime.map(time_set),
             size,
         };
-        match self.rt.block_on(self.vfs.setattr(self.ino(ino), &set, caller(req))) {
+        match self
+            .rt
+            .block_on(self.vfs.setattr(self.ino(ino), &set, caller(req)))
+        {
             Ok(a) => reply.attr(&self.vfs.cfg.attr_ttl, &self.attr(self.ino(ino), &a)),
             Err(e) => reply.error(errno("setattr", &e)),
         }
@@ -253,21 +256,36 @@ impl fuser::Filesystem for FuseFs {
             return reply.error(Errno::EINVAL);
         }
         let perm = (mode & !umask & 0o7777) as u16;
-        let r = self
-            .rt
-            .block_on(self.vfs.mknod(self.ino(parent), name, k, perm, rdev, caller(req)));
+        let r =
+            self.rt.block_on(
+                self.vfs
+                    .mknod(self.ino(parent), name, k, perm, rdev, caller(req)),
+            );
         self.entry(reply, "mknod", r)
     }
 
-    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
         let name = match name_str(name) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
         let perm = (mode & !umask & 0o7777) as u16;
-        let r = self
-            .rt
-            .block_on(self.vfs.mknod(self.ino(parent), name, FileKind::Dir, perm, 0, caller(req)));
+        let r = self.rt.block_on(self.vfs.mknod(
+            self.ino(parent),
+            name,
+            FileKind::Dir,
+            perm,
+            0,
+            caller(req),
+        ));
         self.entry(reply, "mkdir", r)
     }
 
@@ -276,7 +294,9 @@ impl fuser::Filesystem for FuseFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let r = self.rt.block_on(self.vfs.unlink(self.ino(parent), name, caller(req)));
+        let r = self
+            .rt
+            .block_on(self.vfs.unlink(self.ino(parent), name, caller(req)));
         self.empty(reply, "unlink", r)
     }
 
@@ -285,18 +305,28 @@ impl fuser::Filesystem for FuseFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let r = self.rt.block_on(self.vfs.rmdir(self.ino(parent), name, caller(req)));
+        let r = self
+            .rt
+            .block_on(self.vfs.rmdir(self.ino(parent), name, caller(req)));
         self.empty(reply, "rmdir", r)
     }
 
-    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
         let (name, target) = match (name_str(link_name), name_str(target.as_os_str())) {
             (Ok(n), Ok(t)) => (n, t),
             _ => return reply.error(Errno::EINVAL),
         };
-        let r = self
-            .rt
-            .block_on(self.vfs.symlink(self.ino(parent), name, target, caller(req)));
+        let r = self.rt.block_on(
+            self.vfs
+                .symlink(self.ino(parent), name, target, caller(req)),
+        );
         self.entry(reply, "symlink", r)
     }
 
@@ -323,14 +353,25 @@ impl fuser::Filesystem for FuseFs {
         } else {
             return reply.error(Errno::EINVAL);
         };
-        let r = self.rt.block_on(
-            self.vfs
-                .rename(self.ino(parent), name, self.ino(newparent), newname, mode, caller(req)),
-        );
+        let r = self.rt.block_on(self.vfs.rename(
+            self.ino(parent),
+            name,
+            self.ino(newparent),
+            newname,
+            mode,
+            caller(req),
+        ));
         self.empty(reply, "rename", r)
     }
 
-    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
         let name = match name_str(newname) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
@@ -384,7 +425,14 @@ impl fuser::Filesystem for FuseFs {
         }
     }
 
-    fn flush(&self, _req: &Request, ino: INodeNo, fh: FileHandle, lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         self.release_locks(self.ino(ino), lock_owner.0);
         let r = self.rt.block_on(self.vfs.flush(fh.0));
         self.empty(reply, "flush", r)
@@ -402,18 +450,31 @@ impl fuser::Filesystem for FuseFs {
     ) {
         if let Some(owner) = lock_owner {
             let ino = self.ino(ino);
-            let held = self.flock_owners.lock().map(|mut s| s.remove(&(ino, owner.0))).unwrap_or(false);
-            if held {
-                if let Err(e) = self.rt.block_on(self.vfs.flock(ino, owner.0, LockType::Unlock, false)) {
-                    tracing::warn!("releasing the BSD lock on inode {ino}: {e}");
-                }
+            let held = self
+                .flock_owners
+                .lock()
+                .map(|mut s| s.remove(&(ino, owner.0)))
+                .unwrap_or(false);
+            if held
+                && let Err(e) =
+                    self.rt
+                        .block_on(self.vfs.flock(ino, owner.0, LockType::Unlock, false))
+            {
+                tracing::warn!("releasing the BSD lock on inode {ino}: {e}");
             }
         }
         let r = self.rt.block_on(self.vfs.release(fh.0));
         self.empty(reply, "release", r)
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         let r = self.rt.block_on(self.vfs.flush(fh.0));
         self.empty(reply, "fsync", r)
     }
@@ -425,11 +486,23 @@ impl fuser::Filesystem for FuseFs {
         }
     }
 
-    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         match self.rt.block_on(self.vfs.readdir(fh.0, offset, false)) {
             Ok(entries) => {
                 for (i, e) in entries.iter().enumerate() {
-                    if reply.add(INodeNo(self.kino(e.ino)), offset + i as u64 + 1, kind(e.kind), &e.name) {
+                    if reply.add(
+                        INodeNo(self.kino(e.ino)),
+                        offset + i as u64 + 1,
+                        kind(e.kind),
+                        &e.name,
+                    ) {
                         break;
                     }
                 }
@@ -439,7 +512,14 @@ impl fuser::Filesystem for FuseFs {
         }
     }
 
-    fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
         match self.rt.block_on(self.vfs.readdir(fh.0, offset, true)) {
             Ok(entries) => {
                 for (i, e) in entries.iter().enumerate() {
@@ -468,12 +548,26 @@ impl fuser::Filesystem for FuseFs {
         }
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         let r = self.rt.block_on(self.vfs.releasedir(fh.0));
         self.empty(reply, "releasedir", r)
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         // Every directory change is committed before it is acknowledged.
         reply.ok()
     }
@@ -511,7 +605,9 @@ impl fuser::Filesystem for FuseFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let r = self.rt.block_on(self.vfs.setxattr(self.ino(ino), name, value, flags));
+        let r = self
+            .rt
+            .block_on(self.vfs.setxattr(self.ino(ino), name, value, flags));
         self.empty(reply, "setxattr", r)
     }
 
@@ -572,10 +668,10 @@ impl fuser::Filesystem for FuseFs {
             Err(e) => return reply.error(e),
         };
         let perm = (mode & !umask & 0o7777) as u16;
-        match self
-            .rt
-            .block_on(self.vfs.create(self.ino(parent), name, perm, flags, caller(req)))
-        {
+        match self.rt.block_on(
+            self.vfs
+                .create(self.ino(parent), name, perm, flags, caller(req)),
+        ) {
             Ok((ino, a, fh)) => reply.created(
                 &self.ttl(&a),
                 &self.attr(ino, &a),
@@ -602,8 +698,16 @@ impl fuser::Filesystem for FuseFs {
         let Some(ltype) = LockType::from_libc(typ) else {
             return reply.error(Errno::EINVAL);
         };
-        let want = PlockRecord { ltype, pid, start, end };
-        match self.rt.block_on(self.vfs.getlk(self.ino(ino), lock_owner.0, want)) {
+        let want = PlockRecord {
+            ltype,
+            pid,
+            start,
+            end,
+        };
+        match self
+            .rt
+            .block_on(self.vfs.getlk(self.ino(ino), lock_owner.0, want))
+        {
             Ok(Some(c)) => reply.locked(c.start, c.end, c.ltype.to_libc(), c.pid),
             Ok(None) => reply.locked(start, end, libc::F_UNLCK, 0),
             Err(e) => reply.error(errno("getlk", &e)),
@@ -626,14 +730,20 @@ impl fuser::Filesystem for FuseFs {
         let Some(ltype) = LockType::from_libc(typ) else {
             return reply.error(Errno::EINVAL);
         };
-        let rec = PlockRecord { ltype, pid, start, end };
+        let rec = PlockRecord {
+            ltype,
+            pid,
+            start,
+            end,
+        };
         let r = self
             .rt
             .block_on(self.vfs.setlk(self.ino(ino), lock_owner.0, rec, sleep));
-        if r.is_ok() && ltype != LockType::Unlock {
-            if let Ok(mut s) = self.lock_owners.lock() {
-                s.insert((self.ino(ino), lock_owner.0));
-            }
+        if r.is_ok()
+            && ltype != LockType::Unlock
+            && let Ok(mut s) = self.lock_owners.lock()
+        {
+            s.insert((self.ino(ino), lock_owner.0));
         }
         self.empty(reply, "setlk", r)
     }
@@ -652,7 +762,9 @@ impl fuser::Filesystem for FuseFs {
             return reply.error(Errno::EINVAL);
         };
         let ino = self.ino(ino);
-        let r = self.rt.block_on(self.vfs.flock(ino, lock_owner.0, ltype, sleep));
+        let r = self
+            .rt
+            .block_on(self.vfs.flock(ino, lock_owner.0, ltype, sleep));
         if let Ok(mut s) = self.flock_owners.lock() {
             match (&r, ltype) {
                 (Ok(()), LockType::Unlock) => {
@@ -677,7 +789,9 @@ impl fuser::Filesystem for FuseFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let r = self.rt.block_on(self.vfs.fallocate(fh.0, mode, offset, length));
+        let r = self
+            .rt
+            .block_on(self.vfs.fallocate(fh.0, mode, offset, length));
         self.empty(reply, "fallocate", r)
     }
 }

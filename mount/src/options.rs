@@ -45,21 +45,64 @@ impl Default for MountOptions {
 
 /// Kernel and fusermount options passed through unchanged.
 const FUSE_FLAGS: &[&str] = &[
-    "allow_root", "default_permissions", "nonempty", "noatime", "atime", "relatime",
-    "strictatime", "nodev", "dev", "nosuid", "suid", "noexec", "exec", "sync", "async",
-    "dirsync", "auto_unmount",
+    "allow_root",
+    "default_permissions",
+    "nonempty",
+    "noatime",
+    "atime",
+    "relatime",
+    "strictatime",
+    "nodev",
+    "dev",
+    "nosuid",
+    "suid",
+    "noexec",
+    "exec",
+    "sync",
+    "async",
+    "dirsync",
+    "auto_unmount",
 ];
-const FUSE_VALUED: &[&str] = &["fsname", "subtype", "max_read", "user_id", "group_id", "rootmode", "blksize"];
+const FUSE_VALUED: &[&str] = &[
+    "fsname", "subtype", "max_read", "user_id", "group_id", "rootmode", "blksize",
+];
 /// fstab/mount(8) words that mean nothing to a FUSE client.
-const MOUNT8_NOISE: &[&str] = &["defaults", "_netdev", "noauto", "auto", "user", "users", "nofail", "nouser"];
+const MOUNT8_NOISE: &[&str] = &[
+    "defaults", "_netdev", "noauto", "auto", "user", "users", "nofail", "nouser",
+];
 /// JuiceFS client options we accept but do not act on yet (cache, upload tuning, ...).
 const JFS_LATER: &[&str] = &[
-    "cache-dir", "cache-size", "free-space-ratio", "cache-partial-only", "buffer-size",
-    "prefetch", "max-uploads", "max-deletes", "upload-limit", "download-limit", "get-timeout",
-    "put-timeout", "io-retries", "metrics", "consul", "no-usage-report", "backup-meta",
-    "open-cache", "enable-xattr", "max-readahead", "verify-cache-checksum", "cache-mode",
-    "no-syslog", "update-fstab", "atime-mode", "skip-dir-nlink", "writeback_cache",
-    "negative-entry-cache", "readdir-cache", "cache-eviction", "cache-scan-interval",
+    "cache-dir",
+    "cache-size",
+    "free-space-ratio",
+    "cache-partial-only",
+    "buffer-size",
+    "prefetch",
+    "max-uploads",
+    "max-deletes",
+    "upload-limit",
+    "download-limit",
+    "get-timeout",
+    "put-timeout",
+    "io-retries",
+    "metrics",
+    "consul",
+    "no-usage-report",
+    "backup-meta",
+    "open-cache",
+    "enable-xattr",
+    "max-readahead",
+    "verify-cache-checksum",
+    "cache-mode",
+    "no-syslog",
+    "update-fstab",
+    "atime-mode",
+    "skip-dir-nlink",
+    "writeback_cache",
+    "negative-entry-cache",
+    "readdir-cache",
+    "cache-eviction",
+    "cache-scan-interval",
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -80,9 +123,23 @@ fn is_known(key: &str) -> bool {
     let k = key.trim_start_matches('-');
     matches!(
         k,
-        "allow_other" | "ro" | "rw" | "read-only" | "subdir" | "debug" | "foreground" | "f"
-            | "background" | "d" | "attr-cache" | "entry-cache" | "dir-entry-cache" | "log"
-            | "no-bgjob" | "heartbeat" | "writeback"
+        "allow_other"
+            | "ro"
+            | "rw"
+            | "read-only"
+            | "subdir"
+            | "debug"
+            | "foreground"
+            | "f"
+            | "background"
+            | "d"
+            | "attr-cache"
+            | "entry-cache"
+            | "dir-entry-cache"
+            | "log"
+            | "no-bgjob"
+            | "heartbeat"
+            | "writeback"
     ) || FUSE_FLAGS.contains(&k)
         || FUSE_VALUED.contains(&k)
         || MOUNT8_NOISE.contains(&k)
@@ -94,10 +151,13 @@ fn secs(name: &str, v: Option<&str>) -> Result<Duration, OptionError> {
         name: name.into(),
         why: "needs a value in seconds, e.g. attr-cache=1".into(),
     })?;
-    let s: f64 = v.trim_end_matches('s').parse().map_err(|_| OptionError::BadValue {
-        name: name.into(),
-        why: format!("{v:?} is not a number of seconds"),
-    })?;
+    let s: f64 = v
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| OptionError::BadValue {
+            name: name.into(),
+            why: format!("{v:?} is not a number of seconds"),
+        })?;
     if !(0.0..=86400.0 * 365.0).contains(&s) {
         return Err(OptionError::BadValue {
             name: name.into(),
@@ -129,10 +189,12 @@ impl MountOptions {
             "foreground" | "f" => self.background = false,
             "background" | "d" => self.background = true,
             "subdir" => {
-                let v = value.filter(|v| !v.is_empty()).ok_or_else(|| OptionError::BadValue {
-                    name: "subdir".into(),
-                    why: "needs a path, e.g. subdir=/team-a".into(),
-                })?;
+                let v = value
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| OptionError::BadValue {
+                        name: "subdir".into(),
+                        why: "needs a path, e.g. subdir=/team-a".into(),
+                    })?;
                 self.subdir = Some(check_subdir(v)?);
             }
             "attr-cache" => self.attr_cache = secs(key, value)?,
@@ -178,7 +240,10 @@ impl MountOptions {
 
 /// A subdirectory must stay inside the volume: no `..`, no empty path.
 pub fn check_subdir(s: &str) -> Result<String, OptionError> {
-    let parts: Vec<&str> = s.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let parts: Vec<&str> = s
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     if parts.contains(&"..") {
         return Err(OptionError::BadValue {
             name: "subdir".into(),
@@ -198,22 +263,33 @@ pub fn check_space_separated(args: &[String]) -> Result<(), OptionError> {
             i += 1;
             args.get(i).cloned()
         } else {
-            a.strip_prefix("-o").filter(|v| !v.is_empty()).map(str::to_string)
+            a.strip_prefix("-o")
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
         };
         if let Some(v) = value {
             let mut stray = Vec::new();
             let mut j = i + 1;
             while let Some(next) = args.get(j) {
                 let key = next.split('=').next().unwrap_or("");
-                if next.starts_with('-') || next.contains("://") || next.contains('/') || !is_known(key) {
+                if next.starts_with('-')
+                    || next.contains("://")
+                    || next.contains('/')
+                    || !is_known(key)
+                {
                     break;
                 }
                 stray.push(next.clone());
                 j += 1;
             }
             if !stray.is_empty() {
-                let wrong = std::iter::once(v.clone()).chain(stray.iter().cloned()).collect::<Vec<_>>();
-                return Err(OptionError::SpaceSeparated(wrong.join(","), wrong.join(" ")));
+                let wrong = std::iter::once(v.clone())
+                    .chain(stray.iter().cloned())
+                    .collect::<Vec<_>>();
+                return Err(OptionError::SpaceSeparated(
+                    wrong.join(","),
+                    wrong.join(" "),
+                ));
             }
         }
         i += 1;
@@ -247,7 +323,10 @@ pub fn parse_helper_args(args: &[String]) -> Result<(String, String, MountOption
             "-f" | "--foreground" => opts.background = false,
             _ if a.starts_with("-o") => opts.apply_list(&a[2..])?,
             _ if a.starts_with('-') => {
-                return Err(OptionError::Unknown(a.to_string(), "; use -o key=value".into()));
+                return Err(OptionError::Unknown(
+                    a.to_string(),
+                    "; use -o key=value".into(),
+                ));
             }
             _ => positional.push(a.to_string()),
         }
@@ -275,18 +354,26 @@ mod tests {
 
     #[test]
     fn space_separated_options_are_refused_with_the_right_form() {
-        let e = check_space_separated(&v("mount -o debug foreground sqlite3://a.db /mnt")).unwrap_err();
-        assert_eq!(e, OptionError::SpaceSeparated("debug,foreground".into(), "debug foreground".into()));
-        assert!(e.to_string().contains("options are comma-separated: use `-o debug,foreground`"));
+        let e =
+            check_space_separated(&v("mount -o debug foreground sqlite3://a.db /mnt")).unwrap_err();
+        assert_eq!(
+            e,
+            OptionError::SpaceSeparated("debug,foreground".into(), "debug foreground".into())
+        );
+        assert!(
+            e.to_string()
+                .contains("options are comma-separated: use `-o debug,foreground`")
+        );
         check_space_separated(&v("mount -o debug,foreground sqlite3://a.db /mnt")).unwrap();
         check_space_separated(&v("mount sqlite3://a.db /mnt -o allow_other")).unwrap();
     }
 
     #[test]
     fn helper_form() {
-        let (meta, mp, o) =
-            parse_helper_args(&v("sqlite3:///a.db /mnt/x -o allow_other,subdir=/team/a,attr-cache=2,rw,_netdev"))
-                .unwrap();
+        let (meta, mp, o) = parse_helper_args(&v(
+            "sqlite3:///a.db /mnt/x -o allow_other,subdir=/team/a,attr-cache=2,rw,_netdev",
+        ))
+        .unwrap();
         assert_eq!((meta.as_str(), mp.as_str()), ("sqlite3:///a.db", "/mnt/x"));
         assert!(o.allow_other && o.background);
         assert_eq!(o.subdir.as_deref(), Some("team/a"));
@@ -300,11 +387,22 @@ mod tests {
     fn unknown_and_bad_values() {
         let mut o = MountOptions::default();
         assert!(matches!(o.apply("bogus"), Err(OptionError::Unknown(..))));
-        assert!(o.apply("attr-cache=fast").unwrap_err().to_string().contains("not a number"));
-        assert!(o.apply("subdir=../x").unwrap_err().to_string().contains(".."));
+        assert!(
+            o.apply("attr-cache=fast")
+                .unwrap_err()
+                .to_string()
+                .contains("not a number")
+        );
+        assert!(
+            o.apply("subdir=../x")
+                .unwrap_err()
+                .to_string()
+                .contains("..")
+        );
         assert!(o.apply("subdir=a/../../x").is_err());
         assert_eq!(o.apply("writeback"), Err(OptionError::Writeback));
-        o.apply_list("allow_other,ro,fsname=x,cache-size=100").unwrap();
+        o.apply_list("allow_other,ro,fsname=x,cache-size=100")
+            .unwrap();
         assert!(o.allow_other && o.read_only);
         assert_eq!(o.fuse, vec!["fsname=x".to_string()]);
         assert_eq!(o.ignored, vec!["cache-size=100".to_string()]);

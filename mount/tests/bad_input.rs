@@ -13,8 +13,15 @@ fn fails(args: &[&str]) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "{args:?} should fail; stderr: {err}");
     assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.contains(" WARN ") && !l.contains(" INFO ")).collect();
-    assert_eq!(lines.len(), 1, "{args:?}: want one line of cause, got:\n{err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.contains(" WARN ") && !l.contains(" INFO "))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: want one line of cause, got:\n{err}"
+    );
     lines[0].to_string()
 }
 
@@ -28,7 +35,9 @@ fn malformed_meta_urls() {
     let e = fails(&["format", "postgres://u:hunter2@127.0.0.1:1/db", "vol1"]);
     assert!(e.contains("cannot connect"), "{e}");
     assert!(!e.contains("hunter2"), "password leaked: {e}");
-    assert!(fails(&["format", "sqlite3:///no/such/dir/meta.db", "vol1"]).contains("does not exist"));
+    assert!(
+        fails(&["format", "sqlite3:///no/such/dir/meta.db", "vol1"]).contains("does not exist")
+    );
 }
 
 #[test]
@@ -37,7 +46,10 @@ fn unformatted_database() {
     let meta = format!("sqlite3://{}/empty.db", d.path().display());
     let mp = d.path().join("mnt");
     let e = fails(&["mount", &meta, mp.to_str().unwrap()]);
-    assert!(e.contains("not formatted") && e.contains("juicefs format"), "{e}");
+    assert!(
+        e.contains("not formatted") && e.contains("juicefs format"),
+        "{e}"
+    );
     assert!(fails(&["status", &meta]).contains("not formatted"));
 }
 
@@ -46,7 +58,9 @@ fn bad_format_arguments() {
     let d = tempfile::tempdir().unwrap();
     let meta = format!("sqlite3://{}/m.db", d.path().display());
     assert!(fails(&["format", &meta, "no_underscores"]).contains("invalid volume name"));
-    assert!(fails(&["format", &meta, "vol", "--compress", "brotli"]).contains("unknown compression"));
+    assert!(
+        fails(&["format", &meta, "vol", "--compress", "brotli"]).contains("unknown compression")
+    );
     assert!(fails(&["format", &meta, "vol", "--block-size", "8"]).contains("out of range"));
     assert!(fails(&["format", &meta, "vol", "--storage", "s3"]).contains("--bucket is required"));
     assert!(fails(&["format", &meta, "vol", "--storage", "gcs"]).contains("not supported"));
@@ -59,19 +73,36 @@ fn mount_options_with_spaces_and_unknown_options() {
     let mp = v.mountpoint("o");
     let mp = mp.to_str().unwrap();
     let e = fails(&["mount", &v.meta, mp, "-o", "debug", "foreground"]);
-    assert!(e.contains("options are comma-separated: use `-o debug,foreground`"), "{e}");
+    assert!(
+        e.contains("options are comma-separated: use `-o debug,foreground`"),
+        "{e}"
+    );
     let e = fails(&["mount", "-o", "allow_other", "ro", &v.meta, mp]);
     assert!(e.contains("-o allow_other,ro"), "{e}");
-    assert!(fails(&["mount", &v.meta, mp, "-o", "allow_other,bogus"]).contains("unknown mount option \"bogus\""));
+    assert!(
+        fails(&["mount", &v.meta, mp, "-o", "allow_other,bogus"])
+            .contains("unknown mount option \"bogus\"")
+    );
     assert!(fails(&["mount", &v.meta, mp, "-o", "attr-cache=soon"]).contains("not a number"));
-    assert!(fails(&["mount", &v.meta, mp, "--subdir", "../escape"]).contains("must not contain '..'"));
+    assert!(
+        fails(&["mount", &v.meta, mp, "--subdir", "../escape"]).contains("must not contain '..'")
+    );
     // The mount-helper form a Mount Pod runs.
     let helper = v.dir.path().join("mount.juicefs");
     std::os::unix::fs::symlink(OURS, &helper).unwrap();
-    let out = Command::new(&helper).args([&v.meta, mp, "-o", "debug", "foreground"]).output().unwrap();
+    let out = Command::new(&helper)
+        .args([&v.meta, mp, "-o", "debug", "foreground"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("-o debug,foreground"), "{err}");
-    assert!(!is_mounted(std::path::Path::new(mp)), "nothing may be mounted after a refused option");
+    assert!(
+        !out.status.success() && err.contains("-o debug,foreground"),
+        "{err}"
+    );
+    assert!(
+        !is_mounted(std::path::Path::new(mp)),
+        "nothing may be mounted after a refused option"
+    );
 }
 
 #[test]
@@ -88,7 +119,12 @@ fn read_only_mount_refuses_writes() {
     assert_eq!(erofs(fs::write(m.path("g"), b"x")), Some(libc::EROFS));
     assert_eq!(erofs(fs::create_dir(m.path("d"))), Some(libc::EROFS));
     assert_eq!(erofs(fs::remove_file(m.path("f"))), Some(libc::EROFS));
-    assert!(fs::OpenOptions::new().write(true).open(m.path("f")).is_err());
+    assert!(
+        fs::OpenOptions::new()
+            .write(true)
+            .open(m.path("f"))
+            .is_err()
+    );
 }
 
 #[test]
@@ -98,22 +134,46 @@ fn unknown_volume_formats_are_refused_untouched() {
     let db = v.dir.path().join("meta.db");
     let set = |sql: &str| {
         let out = Command::new("sqlite3").arg(&db).arg(sql).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let orig = set("SELECT value FROM jfs_setting WHERE name='format'");
     let mp = v.mountpoint("u");
     for (field, json) in [
-        ("EncryptKey", orig.replace("\"Inodes\": 0", "\"Inodes\": 0,\n\"EncryptKey\": \"-----BEGIN\"")),
-        ("MetaVersion", orig.replace("\"Inodes\": 0", "\"Inodes\": 0,\n\"MetaVersion\": 1")),
+        (
+            "EncryptKey",
+            orig.replace(
+                "\"Inodes\": 0",
+                "\"Inodes\": 0,\n\"EncryptKey\": \"-----BEGIN\"",
+            ),
+        ),
+        (
+            "MetaVersion",
+            orig.replace("\"Inodes\": 0", "\"Inodes\": 0,\n\"MetaVersion\": 1"),
+        ),
         ("Compression", orig.replace("\"none\"", "\"brotli\"")),
-        ("EnableACL", orig.replace("\"Inodes\": 0", "\"Inodes\": 0,\n\"EnableACL\": true")),
+        (
+            "EnableACL",
+            orig.replace("\"Inodes\": 0", "\"Inodes\": 0,\n\"EnableACL\": true"),
+        ),
     ] {
-        set(&format!("UPDATE jfs_setting SET value='{}' WHERE name='format'", json.replace('\'', "''")));
-        let before = set("SELECT count(*) FROM jfs_session") + &set("SELECT value FROM jfs_counter WHERE name='nextSession'");
+        set(&format!(
+            "UPDATE jfs_setting SET value='{}' WHERE name='format'",
+            json.replace('\'', "''")
+        ));
+        let before = set("SELECT count(*) FROM jfs_session")
+            + &set("SELECT value FROM jfs_counter WHERE name='nextSession'");
         let e = fails(&["mount", &v.meta, mp.to_str().unwrap()]);
-        assert!(e.contains(field) && e.contains("nothing was written"), "{field}: {e}");
-        let after = set("SELECT count(*) FROM jfs_session") + &set("SELECT value FROM jfs_counter WHERE name='nextSession'");
+        assert!(
+            e.contains(field) && e.contains("nothing was written"),
+            "{field}: {e}"
+        );
+        let after = set("SELECT count(*) FROM jfs_session")
+            + &set("SELECT value FROM jfs_counter WHERE name='nextSession'");
         assert_eq!(before, after, "{field}: a refused mount must not write");
     }
 }
@@ -125,14 +185,38 @@ fn missing_bucket_and_wrong_credentials() {
     if let (Some(ep), Some(keys)) = (service("JFS_TEST_S3_ENDPOINT"), service("JFS_TEST_S3_KEYS")) {
         let (ak, sk) = keys.split_once(':').unwrap();
         let bucket = format!("{ep}/no-such-bucket-{}", std::process::id());
-        let e = fails(&["format", &meta, "vol", "--storage", "s3", "--bucket", &bucket, "--access-key", ak, "--secret-key", sk]);
-        assert!(e.contains("cannot use object storage") && e.contains("no-such-bucket"), "{e}");
+        let e = fails(&[
+            "format",
+            &meta,
+            "vol",
+            "--storage",
+            "s3",
+            "--bucket",
+            &bucket,
+            "--access-key",
+            ak,
+            "--secret-key",
+            sk,
+        ]);
+        assert!(
+            e.contains("cannot use object storage") && e.contains("no-such-bucket"),
+            "{e}"
+        );
         let root = service("JFS_TEST_S3_DIR").unwrap();
         let name = format!("bkt-cred-{}", std::process::id());
         fs::create_dir_all(std::path::Path::new(&root).join(&name)).unwrap();
         let e = fails(&[
-            "format", &meta, "vol", "--storage", "s3", "--bucket", &format!("{ep}/{name}"),
-            "--access-key", ak, "--secret-key", "wrong-secret",
+            "format",
+            &meta,
+            "vol",
+            "--storage",
+            "s3",
+            "--bucket",
+            &format!("{ep}/{name}"),
+            "--access-key",
+            ak,
+            "--secret-key",
+            "wrong-secret",
         ]);
         assert!(e.contains("cannot use object storage"), "{e}");
         assert!(!e.contains("wrong-secret"), "secret leaked: {e}");

@@ -15,7 +15,14 @@ fn background_mount_helper_form_subdir_umount_and_status() {
     // `-d` returns once the file system is live.
     run_ok({
         let mut c = Command::new(OURS);
-        c.args(["mount", "-d", "--log", log.to_str().unwrap(), &v.meta, mp.to_str().unwrap()]);
+        c.args([
+            "mount",
+            "-d",
+            "--log",
+            log.to_str().unwrap(),
+            &v.meta,
+            mp.to_str().unwrap(),
+        ]);
         c
     });
     assert!(is_mounted(&mp));
@@ -45,7 +52,12 @@ fn background_mount_helper_form_subdir_umount_and_status() {
     let sub = v.mountpoint("sub");
     run_ok({
         let mut c = Command::new(&helper);
-        c.args([&v.meta, sub.to_str().unwrap(), "-o", &format!("subdir=/team/a,allow_other,log={}", log.display())]);
+        c.args([
+            &v.meta,
+            sub.to_str().unwrap(),
+            "-o",
+            &format!("subdir=/team/a,allow_other,log={}", log.display()),
+        ]);
         c
     });
     assert!(is_mounted(&sub));
@@ -68,7 +80,10 @@ fn background_mount_helper_form_subdir_umount_and_status() {
     let m = Mount::ours(&v, &v.mountpoint("check2"), &[]);
     assert_eq!(fs::read(m.path("brand/new/x")).unwrap(), b"y");
     // Unmounting something that is not a mount point says so.
-    let out = Command::new(OURS).args(["umount", v.dir.path().to_str().unwrap()]).output().unwrap();
+    let out = Command::new(OURS)
+        .args(["umount", v.dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a mount point"));
 }

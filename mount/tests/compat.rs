@@ -32,15 +32,24 @@ fn ref_mount(v: &Volume, tag: &str) -> Mount {
 /// A tree exercising what the format has to carry: many sizes, overwritten ranges,
 /// directories, symlinks, hard links, xattrs, modes, owners, times.
 fn fill(root: &Path) {
-    for (i, size) in [0usize, 1, 4095, 4096, 65537, (1 << 20) + 3, (5 << 20) + 1].iter().enumerate() {
-        fs::write(root.join(format!("size-{size}")), pattern(i as u64 + 10, *size)).unwrap();
+    for (i, size) in [0usize, 1, 4095, 4096, 65537, (1 << 20) + 3, (5 << 20) + 1]
+        .iter()
+        .enumerate()
+    {
+        fs::write(
+            root.join(format!("size-{size}")),
+            pattern(i as u64 + 10, *size),
+        )
+        .unwrap();
     }
     let p = root.join("overwritten");
     fs::write(&p, pattern(99, 3 << 20)).unwrap();
     let f = OpenOptions::new().write(true).open(&p).unwrap();
     f.write_all_at(&pattern(100, 5000), 100).unwrap();
-    f.write_all_at(&pattern(101, 70_000), (2 << 20) + 5).unwrap();
-    f.write_all_at(b"appended past the end", (3 << 20) + 10).unwrap();
+    f.write_all_at(&pattern(101, 70_000), (2 << 20) + 5)
+        .unwrap();
+    f.write_all_at(b"appended past the end", (3 << 20) + 10)
+        .unwrap();
     drop(f);
     fs::create_dir_all(root.join("d1/d2/d3")).unwrap();
     fs::write(root.join("d1/d2/d3/deep"), b"deep file").unwrap();
@@ -66,7 +75,9 @@ fn filetime(secs: u64) -> std::time::SystemTime {
 }
 
 fn fnv(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3))
+    data.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100000001b3)
+    })
 }
 
 fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
@@ -86,7 +97,12 @@ fn snapshot(root: &Path) -> BTreeMap<String, String> {
         for e in fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
             let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            if dir == root && matches!(rel.as_str(), ".accesslog" | ".control" | ".stats" | ".config" | ".trash") {
+            if dir == root
+                && matches!(
+                    rel.as_str(),
+                    ".accesslog" | ".control" | ".stats" | ".config" | ".trash"
+                )
+            {
                 continue;
             }
             let m = fs::symlink_metadata(&p).unwrap();
@@ -125,7 +141,12 @@ fn assert_same(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>, what:
             None => panic!("{what}: {k} missing"),
         }
     }
-    assert_eq!(a.len(), b.len(), "{what}: extra entries {:?}", b.keys().filter(|k| !a.contains_key(*k)).collect::<Vec<_>>());
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "{what}: extra entries {:?}",
+        b.keys().filter(|k| !a.contains_key(*k)).collect::<Vec<_>>()
+    );
 }
 
 fn reference_writes_ours_reads(b: Backend) {
@@ -167,26 +188,48 @@ fn both_mounted_see_each_other(b: Backend) {
     let theirs = ref_mount(&v, "ref");
     fs::write(ours.path("from-ours"), pattern(1, 300_000)).unwrap();
     wait_for("reference to see our file", || {
-        fs::read(theirs.path("from-ours")).map(|d| d == pattern(1, 300_000)).unwrap_or(false)
+        fs::read(theirs.path("from-ours"))
+            .map(|d| d == pattern(1, 300_000))
+            .unwrap_or(false)
     });
     fs::create_dir(theirs.path("dir-from-ref")).unwrap();
     fs::write(theirs.path("dir-from-ref/f"), b"hello from the reference").unwrap();
     wait_for("us to see the reference's file", || {
-        fs::read(ours.path("dir-from-ref/f")).map(|d| d == b"hello from the reference").unwrap_or(false)
+        fs::read(ours.path("dir-from-ref/f"))
+            .map(|d| d == b"hello from the reference")
+            .unwrap_or(false)
     });
     // Appends by one, read by the other after the attribute cache expires.
-    let mut f = OpenOptions::new().append(true).open(ours.path("from-ours")).unwrap();
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(ours.path("from-ours"))
+        .unwrap();
     f.write_all(b"tail").unwrap();
     drop(f);
     wait_for("reference to see our append", || {
-        fs::metadata(theirs.path("from-ours")).map(|m| m.len() == 300_004).unwrap_or(false)
+        fs::metadata(theirs.path("from-ours"))
+            .map(|m| m.len() == 300_004)
+            .unwrap_or(false)
     });
     let got = fs::read(theirs.path("from-ours")).unwrap();
     assert_eq!(&got[300_000..], b"tail");
     fs::remove_file(theirs.path("from-ours")).unwrap();
-    wait_for("us to see the reference's unlink", || !ours.path("from-ours").exists());
+    wait_for("us to see the reference's unlink", || {
+        !ours.path("from-ours").exists()
+    });
     fs::rename(ours.path("dir-from-ref"), ours.path("renamed")).unwrap();
-    wait_for("reference to see our rename", || theirs.path("renamed/f").exists());
+    wait_for("reference to see our rename", || {
+        theirs.path("renamed/f").exists()
+    });
+    // A writer that keeps its file open: the data is committed after 1 s of idleness.
+    let mut open = File::create(ours.path("still-open")).unwrap();
+    open.write_all(b"written, not closed").unwrap();
+    wait_for("reference to see data of a file we keep open", || {
+        fs::read(theirs.path("still-open"))
+            .map(|d| d == b"written, not closed")
+            .unwrap_or(false)
+    });
+    drop(open);
 }
 
 #[test]
@@ -240,12 +283,19 @@ fn compressed_volumes_both_ways() {
         }
         {
             let m = Mount::ours(&v, &v.mountpoint("ours"), &[]);
-            assert!(fs::read(m.path("rand")).unwrap() == data, "{c}: reference data read by us");
+            assert!(
+                fs::read(m.path("rand")).unwrap() == data,
+                "{c}: reference data read by us"
+            );
             assert_eq!(fs::read_to_string(m.path("text")).unwrap(), text, "{c}");
             fs::write(m.path("ours"), &text).unwrap();
         }
         let m = ref_mount(&v, "ref2");
-        assert_eq!(fs::read_to_string(m.path("ours")).unwrap(), text, "{c}: our data read by the reference");
+        assert_eq!(
+            fs::read_to_string(m.path("ours")).unwrap(),
+            text,
+            "{c}: our data read by the reference"
+        );
     }
 }
 
@@ -263,7 +313,11 @@ fn hold_lock(path: &Path, kind: &str) -> std::process::Child {
         .unwrap();
     let mut line = [0u8; 7];
     let r = std::io::Read::read_exact(c.stdout.as_mut().unwrap(), &mut line);
-    assert!(r.is_ok() && &line == b"locked\n", "could not take a {kind} lock on {}", path.display());
+    assert!(
+        r.is_ok() && &line == b"locked\n",
+        "could not take a {kind} lock on {}",
+        path.display()
+    );
     c
 }
 
@@ -293,21 +347,33 @@ fn bsd_and_posix_locks_are_shared_between_clients() {
     let ours2 = Mount::ours(&v, &v.mountpoint("ours2"), &[]);
     let theirs = ref_mount(&v, "ref");
     fs::write(ours.path("lockme"), b"x").unwrap();
-    wait_for("the file on every mount", || theirs.path("lockme").exists() && ours2.path("lockme").exists());
+    wait_for("the file on every mount", || {
+        theirs.path("lockme").exists() && ours2.path("lockme").exists()
+    });
     for kind in ["flock", "posix"] {
         // Between two of our clients, both ways.
         for (holder, other) in [(&ours, &ours2), (&ours2, &ours)] {
             let mut h = hold_lock(&holder.path("lockme"), kind);
-            assert_eq!(try_lock(&other.path("lockme"), kind), Err(libc::EAGAIN), "{kind} held by another client");
+            assert_eq!(
+                try_lock(&other.path("lockme"), kind),
+                Err(libc::EAGAIN),
+                "{kind} held by another client"
+            );
             h.kill().unwrap();
             h.wait().unwrap();
-            wait_for("the lock to be released", || try_lock(&other.path("lockme"), kind).is_ok());
+            wait_for("the lock to be released", || {
+                try_lock(&other.path("lockme"), kind).is_ok()
+            });
         }
         // A lock we hold blocks the reference client. (The other way cannot be tested:
         // JuiceFS 0.14 fails to store lock owners with the high bit set, which the kernel
         // uses, and answers EIO: "uint64 values with high bit set are not supported".)
         let mut h = hold_lock(&ours.path("lockme"), kind);
-        assert_eq!(try_lock(&theirs.path("lockme"), kind), Err(libc::EAGAIN), "{kind} held by us, tried by the reference");
+        assert_eq!(
+            try_lock(&theirs.path("lockme"), kind),
+            Err(libc::EAGAIN),
+            "{kind} held by us, tried by the reference"
+        );
         h.kill().unwrap();
         h.wait().unwrap();
     }

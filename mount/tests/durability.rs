@@ -36,7 +36,10 @@ fn fsynced_data_survives_kill_9_and_the_dead_mount_is_replaced() {
                     return;
                 }
                 grown += piece.len();
-                acked.lock().unwrap().push(("growing".into(), grown, u64::MAX));
+                acked
+                    .lock()
+                    .unwrap()
+                    .push(("growing".into(), grown, u64::MAX));
             }
         })
     };
@@ -44,7 +47,10 @@ fn fsynced_data_survives_kill_9_and_the_dead_mount_is_replaced() {
     m.kill9_leave_dead_mount();
     writer.join().unwrap();
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 10, "the workload should have made progress before the kill");
+    assert!(
+        acked.len() > 10,
+        "the workload should have made progress before the kill"
+    );
     // The restarted client clears the dead mount itself (what a restarted sidecar does).
     let m = Mount::ours(&v, &mp, &[]);
     let mut growing_len = 0;
@@ -53,12 +59,20 @@ fn fsynced_data_survives_kill_9_and_the_dead_mount_is_replaced() {
             growing_len = *size;
             continue;
         }
-        let got = fs::read(m.path(name)).unwrap_or_else(|e| panic!("{name} lost after kill -9: {e}"));
+        let got =
+            fs::read(m.path(name)).unwrap_or_else(|e| panic!("{name} lost after kill -9: {e}"));
         assert!(got == pattern(*seed, *size), "{name} differs after kill -9");
     }
     let got = fs::read(m.path("growing")).unwrap();
-    assert!(got.len() >= growing_len, "fsync'ed length {growing_len} lost: now {}", got.len());
+    assert!(
+        got.len() >= growing_len,
+        "fsync'ed length {growing_len} lost: now {}",
+        got.len()
+    );
     for (i, piece) in got[..growing_len].chunks(256 << 10).enumerate() {
-        assert!(piece == pattern(1_000_000 + i as u64, 256 << 10), "growing file piece {i} differs");
+        assert!(
+            piece == pattern(1_000_000 + i as u64, 256 << 10),
+            "growing file piece {i} differs"
+        );
     }
 }

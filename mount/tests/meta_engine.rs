@@ -4,7 +4,10 @@
 
 mod common;
 use common::*;
-use jfs_mount::meta::{self, Caller, FileKind, Format, LockType, Meta, MetaError, PlockRecord, ROOT_INO, SessionInfo, Slice};
+use jfs_mount::meta::{
+    self, Caller, FileKind, Format, LockType, Meta, MetaError, PlockRecord, ROOT_INO, SessionInfo,
+    Slice,
+};
 use std::sync::Arc;
 
 fn format() -> Format {
@@ -37,33 +40,89 @@ async fn two_clients(b: Backend) -> Option<(Volume, Arc<dyn Meta>, Arc<dyn Meta>
 }
 
 async fn sessions_locks_and_sustained(backend: Backend) {
-    let Some((_v, a, b)) = two_clients(backend).await else { return };
+    let Some((_v, a, b)) = two_clients(backend).await else {
+        return;
+    };
     let c = Caller::default();
-    let (ino, _) = a.mknod(ROOT_INO, "f", FileKind::File, 0o644, 0, None, c).await.unwrap();
+    let (ino, _) = a
+        .mknod(ROOT_INO, "f", FileKind::File, 0o644, 0, None, c)
+        .await
+        .unwrap();
     let id = a.new_slice_id().await.unwrap();
-    a.write_slice(ino, 0, Slice { pos: 0, id, size: 100, off: 0, len: 100 }, 0).await.unwrap();
+    a.write_slice(
+        ino,
+        0,
+        Slice {
+            pos: 0,
+            id,
+            size: 100,
+            off: 0,
+            len: 100,
+        },
+        0,
+    )
+    .await
+    .unwrap();
 
     // POSIX locks conflict across sessions; flock too.
-    let w = PlockRecord { ltype: LockType::Write, pid: 1, start: 0, end: 99 };
+    let w = PlockRecord {
+        ltype: LockType::Write,
+        pid: 1,
+        start: 0,
+        end: 99,
+    };
     a.setlk(ino, 7, w).await.unwrap();
-    assert!(matches!(b.setlk(ino, 7, w).await, Err(MetaError::WouldBlock)));
-    assert_eq!(b.getlk(ino, 7, w).await.unwrap().map(|r| r.ltype), Some(LockType::Write));
-    let r = PlockRecord { ltype: LockType::Read, pid: 2, start: 100, end: 200 };
+    assert!(matches!(
+        b.setlk(ino, 7, w).await,
+        Err(MetaError::WouldBlock)
+    ));
+    assert_eq!(
+        b.getlk(ino, 7, w).await.unwrap().map(|r| r.ltype),
+        Some(LockType::Write)
+    );
+    let r = PlockRecord {
+        ltype: LockType::Read,
+        pid: 2,
+        start: 100,
+        end: 200,
+    };
     b.setlk(ino, 7, r).await.unwrap();
     a.flock(ino, 1, LockType::Read).await.unwrap();
     b.flock(ino, 2, LockType::Read).await.unwrap();
-    assert!(matches!(b.flock(ino, 2, LockType::Write).await, Err(MetaError::WouldBlock)));
+    assert!(matches!(
+        b.flock(ino, 2, LockType::Write).await,
+        Err(MetaError::WouldBlock)
+    ));
 
     // `a` keeps the file open while `b` unlinks it: the data stays until `a` lets go.
     a.open(ino).await.unwrap();
     // Opens in another client are invisible (as in JuiceFS): b deletes the data at once.
     let freed = b.unlink(ROOT_INO, "f", c).await.unwrap();
     assert_eq!(freed.len(), 1);
-    let (ino2, _) = a.mknod(ROOT_INO, "g", FileKind::File, 0o644, 0, None, c).await.unwrap();
+    let (ino2, _) = a
+        .mknod(ROOT_INO, "g", FileKind::File, 0o644, 0, None, c)
+        .await
+        .unwrap();
     a.open(ino2).await.unwrap();
     let id2 = a.new_slice_id().await.unwrap();
-    a.write_slice(ino2, 0, Slice { pos: 0, id: id2, size: 10, off: 0, len: 10 }, 0).await.unwrap();
-    assert!(a.unlink(ROOT_INO, "g", c).await.unwrap().is_empty(), "open here: kept as sustained");
+    a.write_slice(
+        ino2,
+        0,
+        Slice {
+            pos: 0,
+            id: id2,
+            size: 10,
+            off: 0,
+            len: 10,
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    assert!(
+        a.unlink(ROOT_INO, "g", c).await.unwrap().is_empty(),
+        "open here: kept as sustained"
+    );
     assert_eq!(a.getattr(ino2).await.unwrap().nlink, 0);
     assert_eq!(a.read_chunk(ino2, 0).await.unwrap().len(), 1);
 
@@ -75,14 +134,20 @@ async fn sessions_locks_and_sustained(backend: Backend) {
     assert_eq!(freed.len(), 1, "the sustained file's slice is freed");
     assert_eq!(freed[0].id, id2);
     assert!(matches!(b.getattr(ino2).await, Err(MetaError::NotFound)));
-    assert_eq!(b.list_sessions().await.unwrap().len(), 1, "only b's own session remains");
+    assert_eq!(
+        b.list_sessions().await.unwrap().len(),
+        1,
+        "only b's own session remains"
+    );
     // a's locks went with its session.
     b.setlk(ino, 9, w).await.unwrap();
     b.flock(ino, 2, LockType::Write).await.unwrap();
 }
 
 async fn counters_and_quotas(backend: Backend) {
-    let Some(v) = Volume::new(backend) else { return };
+    let Some(v) = Volume::new(backend) else {
+        return;
+    };
     let m = meta::create(&v.meta).await.unwrap();
     let mut f = format();
     f.inodes = 2;
@@ -91,16 +156,30 @@ async fn counters_and_quotas(backend: Backend) {
     m.load_format().await.unwrap();
     m.new_session(&info()).await.unwrap();
     let c = Caller::default();
-    let (i1, _) = m.mknod(ROOT_INO, "a", FileKind::File, 0o644, 0, None, c).await.unwrap();
-    let (i2, _) = m.mknod(ROOT_INO, "b", FileKind::Dir, 0o755, 0, None, c).await.unwrap();
-    assert_eq!((i1, i2), (2, 3), "inode numbers start at 2, as JuiceFS allocates them");
+    let (i1, _) = m
+        .mknod(ROOT_INO, "a", FileKind::File, 0o644, 0, None, c)
+        .await
+        .unwrap();
+    let (i2, _) = m
+        .mknod(ROOT_INO, "b", FileKind::Dir, 0o755, 0, None, c)
+        .await
+        .unwrap();
+    assert_eq!(
+        (i1, i2),
+        (2, 3),
+        "inode numbers start at 2, as JuiceFS allocates them"
+    );
     assert!(matches!(
-        m.mknod(ROOT_INO, "c", FileKind::File, 0o644, 0, None, c).await,
+        m.mknod(ROOT_INO, "c", FileKind::File, 0o644, 0, None, c)
+            .await,
         Err(MetaError::NoSpace(_))
     ));
     let (_, freed) = m.truncate(i1, 512 << 10).await.unwrap();
     assert!(freed.is_empty());
-    assert!(matches!(m.truncate(i1, 2 << 20).await, Err(MetaError::NoSpace(_))));
+    assert!(matches!(
+        m.truncate(i1, 2 << 20).await,
+        Err(MetaError::NoSpace(_))
+    ));
     m.flush_stats().await.unwrap();
     let st = m.statfs().await.unwrap();
     assert_eq!(st.used_inodes, 2);
@@ -109,20 +188,46 @@ async fn counters_and_quotas(backend: Backend) {
     // A second format with other settings is refused without --force.
     let mut other = f.clone();
     other.block_size = 1024;
-    assert!(m.init(&other, false).await.unwrap_err().to_string().contains("--force"));
+    assert!(
+        m.init(&other, false)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("--force")
+    );
     m.init(&other, true).await.unwrap();
     assert_eq!(m.load_format().await.unwrap().block_size, 1024);
 }
 
 async fn delfile_queue_from_the_reference(backend: Backend) {
-    let Some((v, a, _b)) = two_clients(backend).await else { return };
+    let Some((v, a, _b)) = two_clients(backend).await else {
+        return;
+    };
     let c = Caller::default();
-    let (ino, _) = a.mknod(ROOT_INO, "f", FileKind::File, 0o644, 0, None, c).await.unwrap();
+    let (ino, _) = a
+        .mknod(ROOT_INO, "f", FileKind::File, 0o644, 0, None, c)
+        .await
+        .unwrap();
     let id = a.new_slice_id().await.unwrap();
-    a.write_slice(ino, 0, Slice { pos: 0, id, size: 5000, off: 0, len: 5000 }, 0).await.unwrap();
+    a.write_slice(
+        ino,
+        0,
+        Slice {
+            pos: 0,
+            id,
+            size: 5000,
+            off: 0,
+            len: 5000,
+        },
+        0,
+    )
+    .await
+    .unwrap();
     // What JuiceFS 0.14 leaves behind when it unlinks a file and dies before the data is
     // deleted: the node is gone, the chunks and a jfs_delfile row remain.
-    let sql = format!("DELETE FROM jfs_edge WHERE inode={ino}; DELETE FROM jfs_node WHERE inode={ino}; INSERT INTO jfs_delfile (inode,length,expire) VALUES ({ino},5000,1)");
+    let sql = format!(
+        "DELETE FROM jfs_edge WHERE inode={ino}; DELETE FROM jfs_node WHERE inode={ino}; INSERT INTO jfs_delfile (inode,length,expire) VALUES ({ino},5000,1)"
+    );
     match backend {
         Backend::PgFile => {
             let conn = std::env::var("JFS_TEST_PG").unwrap();
@@ -131,7 +236,11 @@ async fn delfile_queue_from_the_reference(backend: Backend) {
         }
         _ => {
             let db = v.dir.path().join("meta.db");
-            let out = std::process::Command::new("sqlite3").arg(db).arg(&sql).output().unwrap();
+            let out = std::process::Command::new("sqlite3")
+                .arg(db)
+                .arg(&sql)
+                .output()
+                .unwrap();
             assert!(out.status.success());
         }
     }
@@ -139,7 +248,10 @@ async fn delfile_queue_from_the_reference(backend: Backend) {
     assert_eq!(freed.len(), 1);
     assert_eq!((freed[0].id, freed[0].size), (id, 5000));
     assert!(a.read_chunk(ino, 0).await.unwrap().is_empty());
-    assert!(a.cleanup_deleted_files().await.unwrap().is_empty(), "the queue is drained");
+    assert!(
+        a.cleanup_deleted_files().await.unwrap().is_empty(),
+        "the queue is drained"
+    );
 }
 
 #[tokio::test]

@@ -22,7 +22,9 @@ fn cpath(p: &Path) -> CString {
 }
 
 fn errno_of<T>(r: std::io::Result<T>) -> i32 {
-    r.err().and_then(|e| e.raw_os_error()).expect("expected an error")
+    r.err()
+        .and_then(|e| e.raw_os_error())
+        .expect("expected an error")
 }
 
 #[test]
@@ -52,7 +54,10 @@ fn create_overwrite_truncate_and_persist() {
         let got = fs::read(&p).unwrap();
         assert_eq!(got.len(), 2000);
         assert_eq!(&got[..500], &want[..500]);
-        assert!(got[500..].iter().all(|&b| b == 0), "extended range must read as zeros");
+        assert!(
+            got[500..].iter().all(|&b| b == 0),
+            "extended range must read as zeros"
+        );
         fs::write(m.path("empty"), b"").unwrap();
     }
     let m = Mount::ours(&v, &mp, &[]);
@@ -85,17 +90,33 @@ fn rename_variants() {
     // Non-empty directory cannot be replaced; file onto dir is EISDIR.
     fs::write(m.path("d2/sub/x"), b"x").unwrap();
     fs::create_dir(m.path("d1/sub2")).unwrap();
-    assert_eq!(errno_of(fs::rename(m.path("d1/sub2"), m.path("d2/sub"))), libc::ENOTEMPTY);
-    assert_eq!(errno_of(fs::rename(m.path("d2/b"), m.path("d1/sub2"))), libc::EISDIR);
+    assert_eq!(
+        errno_of(fs::rename(m.path("d1/sub2"), m.path("d2/sub"))),
+        libc::ENOTEMPTY
+    );
+    assert_eq!(
+        errno_of(fs::rename(m.path("d2/b"), m.path("d1/sub2"))),
+        libc::EISDIR
+    );
 
     fs::write(m.path("x"), b"X").unwrap();
     fs::write(m.path("y"), b"Y").unwrap();
     let rename2 = |a: &str, b: &str, flags: u32| {
         // SAFETY: valid NUL-terminated paths.
         let rc = unsafe {
-            libc::renameat2(libc::AT_FDCWD, cpath(&m.path(a)).as_ptr(), libc::AT_FDCWD, cpath(&m.path(b)).as_ptr(), flags)
+            libc::renameat2(
+                libc::AT_FDCWD,
+                cpath(&m.path(a)).as_ptr(),
+                libc::AT_FDCWD,
+                cpath(&m.path(b)).as_ptr(),
+                flags,
+            )
         };
-        if rc == 0 { 0 } else { std::io::Error::last_os_error().raw_os_error().unwrap() }
+        if rc == 0 {
+            0
+        } else {
+            std::io::Error::last_os_error().raw_os_error().unwrap()
+        }
     };
     assert_eq!(rename2("x", "y", libc::RENAME_NOREPLACE), libc::EEXIST);
     assert_eq!(fs::read(m.path("y")).unwrap(), b"Y");
@@ -114,7 +135,10 @@ fn hard_links_and_symlinks() {
     fs::write(m.path("f"), b"data").unwrap();
     fs::hard_link(m.path("f"), m.path("g")).unwrap();
     assert_eq!(fs::metadata(m.path("f")).unwrap().nlink(), 2);
-    assert_eq!(fs::metadata(m.path("f")).unwrap().ino(), fs::metadata(m.path("g")).unwrap().ino());
+    assert_eq!(
+        fs::metadata(m.path("f")).unwrap().ino(),
+        fs::metadata(m.path("g")).unwrap().ino()
+    );
     fs::remove_file(m.path("f")).unwrap();
     assert_eq!(fs::read(m.path("g")).unwrap(), b"data");
     assert_eq!(fs::metadata(m.path("g")).unwrap().nlink(), 1);
@@ -125,7 +149,10 @@ fn hard_links_and_symlinks() {
     assert_eq!(errno_of(fs::read(m.path("dangling"))), libc::ENOENT);
     assert_eq!(fs::symlink_metadata(m.path("dangling")).unwrap().len(), 15);
     fs::create_dir(m.path("dir")).unwrap();
-    assert_eq!(errno_of(fs::hard_link(m.path("dir"), m.path("dir2"))), libc::EPERM);
+    assert_eq!(
+        errno_of(fs::hard_link(m.path("dir"), m.path("dir2"))),
+        libc::EPERM
+    );
     assert_eq!(errno_of(fs::remove_dir(m.path("g"))), libc::ENOTDIR);
     fs::write(m.path("dir/x"), b"").unwrap();
     assert_eq!(errno_of(fs::remove_dir(m.path("dir"))), libc::ENOTEMPTY);
@@ -136,15 +163,34 @@ fn hard_links_and_symlinks() {
 fn setxattr(p: &Path, name: &str, val: &[u8], flags: i32) -> i32 {
     let n = CString::new(name).unwrap();
     // SAFETY: valid pointers and lengths.
-    let rc = unsafe { libc::setxattr(cpath(p).as_ptr(), n.as_ptr(), val.as_ptr().cast(), val.len(), flags) };
-    if rc == 0 { 0 } else { std::io::Error::last_os_error().raw_os_error().unwrap() }
+    let rc = unsafe {
+        libc::setxattr(
+            cpath(p).as_ptr(),
+            n.as_ptr(),
+            val.as_ptr().cast(),
+            val.len(),
+            flags,
+        )
+    };
+    if rc == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error().raw_os_error().unwrap()
+    }
 }
 
 fn getxattr(p: &Path, name: &str) -> Result<Vec<u8>, i32> {
     let n = CString::new(name).unwrap();
     let mut buf = vec![0u8; 1024];
     // SAFETY: buf is writable for its length.
-    let rc = unsafe { libc::getxattr(cpath(p).as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let rc = unsafe {
+        libc::getxattr(
+            cpath(p).as_ptr(),
+            n.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
     if rc < 0 {
         return Err(std::io::Error::last_os_error().raw_os_error().unwrap());
     }
@@ -160,8 +206,14 @@ fn xattrs() {
     fs::write(&p, b"").unwrap();
     assert_eq!(setxattr(&p, "user.k", b"v1", 0), 0);
     assert_eq!(getxattr(&p, "user.k").unwrap(), b"v1");
-    assert_eq!(setxattr(&p, "user.k", b"v2", libc::XATTR_CREATE), libc::EEXIST);
-    assert_eq!(setxattr(&p, "user.new", b"v", libc::XATTR_REPLACE), libc::ENODATA);
+    assert_eq!(
+        setxattr(&p, "user.k", b"v2", libc::XATTR_CREATE),
+        libc::EEXIST
+    );
+    assert_eq!(
+        setxattr(&p, "user.new", b"v", libc::XATTR_REPLACE),
+        libc::ENODATA
+    );
     assert_eq!(setxattr(&p, "user.k", b"v2", libc::XATTR_REPLACE), 0);
     assert_eq!(getxattr(&p, "user.k").unwrap(), b"v2");
     assert_eq!(getxattr(&p, "user.missing"), Err(libc::ENODATA));
@@ -175,7 +227,10 @@ fn xattrs() {
     assert_eq!(names, vec![&b"user.k"[..], &b"user.other"[..]]);
     let n = CString::new("user.k").unwrap();
     // SAFETY: valid paths.
-    assert_eq!(unsafe { libc::removexattr(cpath(&p).as_ptr(), n.as_ptr()) }, 0);
+    assert_eq!(
+        unsafe { libc::removexattr(cpath(&p).as_ptr(), n.as_ptr()) },
+        0
+    );
     assert_eq!(getxattr(&p, "user.k"), Err(libc::ENODATA));
 }
 
@@ -238,14 +293,23 @@ fn permissions_for_other_users() {
             .output()
             .unwrap()
     };
-    assert!(!as_nobody("cat secret").status.success(), "0600 file must not be readable by others");
+    assert!(
+        !as_nobody("cat secret").status.success(),
+        "0600 file must not be readable by others"
+    );
     assert_eq!(as_nobody("cat public").stdout, b"p");
-    assert!(!as_nobody("echo x >> public").status.success(), "0644 file must not be writable by others");
+    assert!(
+        !as_nobody("echo x >> public").status.success(),
+        "0644 file must not be writable by others"
+    );
     assert!(as_nobody("echo mine > open/n").status.success());
     let md = fs::metadata(m.path("open/n")).unwrap();
     assert_eq!((md.uid(), md.gid()), (65534, 65534));
     std::os::unix::fs::chown(m.path("public"), Some(65534), Some(65534)).unwrap();
-    assert!(as_nobody("echo x >> public").status.success(), "owner may write after chown");
+    assert!(
+        as_nobody("echo x >> public").status.success(),
+        "owner may write after chown"
+    );
     assert_eq!(fs::read(m.path("public")).unwrap(), b"px\n");
 }
 
@@ -253,7 +317,13 @@ fn permissions_for_other_users() {
 fn unlinked_but_open_files_keep_their_data() {
     let v = volume();
     let m = Mount::ours(&v, &v.mountpoint("u"), &[]);
-    let mut f = OpenOptions::new().create(true).read(true).write(true).open(m.path("tmp")).unwrap();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(m.path("tmp"))
+        .unwrap();
     f.write_all(&pattern(3, 5 << 20)).unwrap();
     f.sync_all().unwrap();
     fs::remove_file(m.path("tmp")).unwrap();
@@ -266,7 +336,10 @@ fn unlinked_but_open_files_keep_their_data() {
     assert!(got[..5 << 20] == pattern(3, 5 << 20)[..]);
     assert_eq!(f.metadata().unwrap().nlink(), 0);
     let objects = || {
-        walk(&v.dir.path().join("data")).into_iter().filter(|p| p.to_string_lossy().contains("/chunks/")).count()
+        walk(&v.dir.path().join("data"))
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains("/chunks/"))
+            .count()
     };
     assert!(objects() > 0);
     drop(f);
@@ -298,10 +371,18 @@ fn statfs_and_quotas() {
     let v = Volume::new(Backend::SqliteFile).unwrap();
     v.format_ours(&["--capacity", "1", "--inodes", "3"]);
     let m = Mount::ours(&v, &v.mountpoint("q"), &[]);
-    let out = Command::new("stat").args(["-f", "-c", "%b %S %c"]).arg(&m.mp).output().unwrap();
+    let out = Command::new("stat")
+        .args(["-f", "-c", "%b %S %c"])
+        .arg(&m.mp)
+        .output()
+        .unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
     let f: Vec<u64> = s.split_whitespace().map(|x| x.parse().unwrap()).collect();
-    assert_eq!(f[0] * f[1], 1 << 30, "capacity shows as the file system size: {s}");
+    assert_eq!(
+        f[0] * f[1],
+        1 << 30,
+        "capacity shows as the file system size: {s}"
+    );
     assert_eq!(f[2], 3, "inode limit shows as the inode count: {s}");
     for i in 0..3 {
         fs::write(m.path(&format!("f{i}")), b"x").unwrap();
@@ -319,7 +400,12 @@ fn fallocate_punch_hole_and_posix_locks() {
     use std::os::fd::AsRawFd;
     // SAFETY: valid fd.
     let rc = unsafe {
-        libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 4096, 8192)
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            4096,
+            8192,
+        )
     };
     assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
     let got = fs::read(&p).unwrap();
@@ -343,7 +429,12 @@ fn fallocate_punch_hole_and_posix_locks() {
     };
     let mut holder = lock(&p, "3");
     let mut line = [0u8; 7];
-    holder.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
+    holder
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut line)
+        .unwrap();
     assert_eq!(&line, b"locked\n");
     let other = lock(&p, "0").wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&other.stdout).trim(), "busy");
@@ -367,6 +458,10 @@ fn large_directories_list_completely() {
     names.sort();
     assert_eq!(names.len(), 1500);
     assert_eq!(names[0], "file-with-a-longish-name-00000");
-    let out = Command::new("ls").arg("-la").arg(m.path("many")).output().unwrap();
+    let out = Command::new("ls")
+        .arg("-la")
+        .arg(m.path("many"))
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1503);
 }

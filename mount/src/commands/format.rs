@@ -18,7 +18,9 @@ pub fn build_format(a: &FormatArgs) -> Result<Format, String> {
     check_volume_name(&a.name).map_err(|e| e.to_string())?;
     let storage = a.storage.to_ascii_lowercase();
     if !matches!(storage.as_str(), "file" | "s3" | "minio") {
-        return Err(format!("--storage {storage:?} is not supported (file, s3, minio)"));
+        return Err(format!(
+            "--storage {storage:?} is not supported (file, s3, minio)"
+        ));
     }
     let mut bucket = a.bucket.clone().unwrap_or_else(|| {
         if storage == "file" {
@@ -28,7 +30,9 @@ pub fn build_format(a: &FormatArgs) -> Result<Format, String> {
         }
     });
     if bucket.is_empty() {
-        return Err(format!("--bucket is required for --storage {storage}, e.g. http://127.0.0.1:9000/mybucket"));
+        return Err(format!(
+            "--bucket is required for --storage {storage}, e.g. http://127.0.0.1:9000/mybucket"
+        ));
     }
     if storage == "file" {
         let abs = std::path::absolute(&bucket).map_err(|e| format!("--bucket {bucket:?}: {e}"))?;
@@ -39,12 +43,18 @@ pub fn build_format(a: &FormatArgs) -> Result<Format, String> {
     }
     // JuiceFS rounds the block size down to a power of two within 64 KiB..16 MiB.
     if !(64..=16384).contains(&a.block_size) {
-        return Err(format!("--block-size {} KiB is out of range (64 to 16384)", a.block_size));
+        return Err(format!(
+            "--block-size {} KiB is out of range (64 to 16384)",
+            a.block_size
+        ));
     }
     let block_size = 1u64 << (63 - a.block_size.leading_zeros());
     let compression = Compression::parse(&a.compress).map_err(|e| format!("--compress: {e}"))?;
     if a.trash_days > 0 {
-        return Err("--trash-days > 0: the trash is not implemented by this client yet; use --trash-days 0".into());
+        return Err(
+            "--trash-days > 0: the trash is not implemented by this client yet; use --trash-days 0"
+                .into(),
+        );
     }
     Ok(Format {
         name: a.name.clone(),

@@ -27,7 +27,10 @@ fn prepare_mountpoint(mp: &Path) -> Result<(), String> {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(format!("mount point {} is not a directory", mp.display())),
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-            tracing::warn!("{} is a dead mount (transport endpoint is not connected): unmounting it", mp.display());
+            tracing::warn!(
+                "{} is a dead mount (transport endpoint is not connected): unmounting it",
+                mp.display()
+            );
             super::umount::unmount(&mp.to_string_lossy(), true)?;
             prepare_mountpoint(mp)
         }
@@ -56,7 +59,9 @@ async fn resolve_subdir(m: &dyn Meta, subdir: &str, create: bool) -> Result<Ino,
 }
 
 async fn setup(meta_url: &str, mp: &Path, o: &MountOptions) -> Result<Mounted, String> {
-    let m = meta::open(meta_url, o.read_only).await.map_err(|e| e.to_string())?;
+    let m = meta::open(meta_url, o.read_only)
+        .await
+        .map_err(|e| e.to_string())?;
     let f = match m.load_format().await {
         Ok(f) => f,
         Err(MetaError::NotFormatted(why)) => {
@@ -157,7 +162,12 @@ fn fuser_config(o: &MountOptions, name: &str) -> fuser::Config {
     if o.read_only {
         opts.push(M::RO);
     }
-    opts.extend(o.fuse.iter().filter(|f| *f != "default_permissions").map(|f| M::CUSTOM(f.clone())));
+    opts.extend(
+        o.fuse
+            .iter()
+            .filter(|f| *f != "default_permissions")
+            .map(|f| M::CUSTOM(f.clone())),
+    );
     let mut c = fuser::Config::default();
     c.mount_options = opts;
     c.acl = acl(o);
@@ -186,7 +196,10 @@ fn kernel_mount(mp: &Path, o: &MountOptions, name: &str) -> Result<Option<OwnedF
         .write(true)
         .open("/dev/fuse")
         .map_err(|e| format!("opening /dev/fuse: {e}"))?;
-    let mode = std::fs::metadata(mp).map_err(|e| format!("{}: {e}", mp.display()))?.permissions().mode();
+    let mode = std::fs::metadata(mp)
+        .map_err(|e| format!("{}: {e}", mp.display()))?
+        .permissions()
+        .mode();
     let fd = OwnedFd::from(dev);
     let mut data = format!(
         "fd={},rootmode={:o},user_id={},group_id={},default_permissions",
@@ -225,14 +238,25 @@ fn kernel_mount(mp: &Path, o: &MountOptions, name: &str) -> Result<Option<OwnedF
         }
     }
     let source = format!("JuiceFS:{name}");
-    match nix::mount::mount(Some(source.as_str()), mp, Some("fuse.juicefs"), flags, Some(data.as_str())) {
+    match nix::mount::mount(
+        Some(source.as_str()),
+        mp,
+        Some("fuse.juicefs"),
+        flags,
+        Some(data.as_str()),
+    ) {
         Ok(()) => Ok(Some(fd)),
         Err(nix::errno::Errno::EPERM) => Ok(None),
         Err(e) => Err(format!("mount({}): {e}", mp.display())),
     }
 }
 
-fn serve(meta_url: &str, mp: &Path, o: &MountOptions, ready: Option<OwnedFd>) -> Result<(), String> {
+fn serve(
+    meta_url: &str,
+    mp: &Path,
+    o: &MountOptions,
+    ready: Option<OwnedFd>,
+) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -246,7 +270,8 @@ fn serve(meta_url: &str, mp: &Path, o: &MountOptions, ready: Option<OwnedFd>) ->
             let _ = super::umount::unmount(&mp.to_string_lossy(), true);
             format!("starting FUSE session on {}: {e}", mp.display())
         }),
-        None => fuser::Session::new(fs, mp, &config).map_err(|e| format!("mounting {}: {e}", mp.display())),
+        None => fuser::Session::new(fs, mp, &config)
+            .map_err(|e| format!("mounting {}: {e}", mp.display())),
     });
     let session = match session {
         Ok(s) => s,
@@ -263,10 +288,17 @@ fn serve(meta_url: &str, mp: &Path, o: &MountOptions, ready: Option<OwnedFd>) ->
         let _ = f.write_all(b"OK\n");
     }
     spawn_background(&rt, &mounted, o);
+    {
+        let _guard = rt.enter();
+        mounted.vfs.spawn_auto_commit();
+    }
     let (vfs, mp_str) = (mounted.vfs.clone(), mp.to_string_lossy().into_owned());
     rt.spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             return;
         };
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
@@ -288,7 +320,11 @@ fn serve(meta_url: &str, mp: &Path, o: &MountOptions, ready: Option<OwnedFd>) ->
     let closed = rt.block_on(async {
         mounted.vfs.flush_all().await.map_err(|e| e.to_string())?;
         if let Some(sid) = mounted.sid {
-            let freed = mounted.meta.close_session(sid).await.map_err(|e| e.to_string())?;
+            let freed = mounted
+                .meta
+                .close_session(sid)
+                .await
+                .map_err(|e| e.to_string())?;
             mounted.vfs.free_slices(freed);
             // Let the object deletions just queued finish.
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -304,7 +340,10 @@ fn default_log() -> String {
     if nix::unistd::geteuid().is_root() {
         "/var/log/juicefs.log".into()
     } else {
-        format!("{}/.juicefs/juicefs.log", std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+        format!(
+            "{}/.juicefs/juicefs.log",
+            std::env::var("HOME").unwrap_or_else(|_| "/tmp".into())
+        )
     }
 }
 
@@ -323,7 +362,10 @@ fn daemonize(meta_url: &str, mp: &Path, o: &MountOptions) -> Result<(), String> 
             if msg.starts_with("OK") {
                 Ok(())
             } else if msg.is_empty() {
-                Err(format!("the mount process exited before {} was mounted; see {log}", mp.display()))
+                Err(format!(
+                    "the mount process exited before {} was mounted; see {log}",
+                    mp.display()
+                ))
             } else {
                 Err(msg.trim_start_matches("ERR ").trim().to_string())
             }
@@ -334,7 +376,11 @@ fn daemonize(meta_url: &str, mp: &Path, o: &MountOptions) -> Result<(), String> 
             if let Some(dir) = Path::new(&log).parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(&log) {
+            if let Ok(f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+            {
                 let fd = f.into_raw_fd();
                 // SAFETY: `fd` is an open file we own; dup2 onto the standard descriptors.
                 unsafe {
@@ -366,7 +412,9 @@ fn daemonize(meta_url: &str, mp: &Path, o: &MountOptions) -> Result<(), String> 
 
 pub fn run(meta_url: &str, mountpoint: &str, o: MountOptions) -> ExitCode {
     for i in &o.ignored {
-        tracing::warn!("mount option {i:?} is accepted for JuiceFS compatibility but has no effect in this client yet");
+        tracing::warn!(
+            "mount option {i:?} is accepted for JuiceFS compatibility but has no effect in this client yet"
+        );
     }
     let mp: PathBuf = match std::path::absolute(mountpoint) {
         Ok(p) => p,

@@ -18,14 +18,19 @@ pub fn unmount(mp: &str, lazy: bool) -> Result<(), String> {
         if lazy {
             cmd.arg("-z");
         }
-        let out = cmd.arg(mp).output().map_err(|e| format!("running fusermount3: {e}"))?;
+        let out = cmd
+            .arg(mp)
+            .output()
+            .map_err(|e| format!("running fusermount3: {e}"))?;
         if out.status.success() {
             return Ok(());
         }
         return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
     }
     match err.raw_os_error() {
-        Some(libc::EBUSY) => Err(format!("{mp} is busy: files are open; close them or use --force")),
+        Some(libc::EBUSY) => Err(format!(
+            "{mp} is busy: files are open; close them or use --force"
+        )),
         Some(libc::EINVAL) => Err(format!("{mp} is not a mount point")),
         _ => Err(format!("{mp}: {err}")),
     }

@@ -99,7 +99,11 @@ impl Format {
             })
         };
         if let Some((k, v)) = self.unknown.iter().next() {
-            return bad(k, v.to_string(), "unknown field, written by a newer JuiceFS");
+            return bad(
+                k,
+                v.to_string(),
+                "unknown field, written by a newer JuiceFS",
+            );
         }
         if self.meta_version > 0 {
             return bad(
@@ -202,7 +206,11 @@ mod tests {
         let again = Format::parse(&f.to_json()).unwrap();
         assert_eq!(again, f);
         assert!(!f.to_json().contains("SecretKey"));
-        assert_eq!(f.to_json(), REFERENCE, "byte-identical to what JuiceFS writes");
+        assert_eq!(
+            f.to_json(),
+            REFERENCE,
+            "byte-identical to what JuiceFS writes"
+        );
     }
 
     #[test]
@@ -230,7 +238,12 @@ mod tests {
 
         let mut f = Format::parse(REFERENCE).unwrap();
         f.encrypt_key = "k".into();
-        assert!(f.check_supported().unwrap_err().to_string().contains("EncryptKey"));
+        assert!(
+            f.check_supported()
+                .unwrap_err()
+                .to_string()
+                .contains("EncryptKey")
+        );
     }
 
     #[test]

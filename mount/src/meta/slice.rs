@@ -24,7 +24,7 @@ pub fn encode(slices: &[Slice]) -> Vec<u8> {
 
 /// Decodes a slice list; a trailing partial record means a corrupt row and is reported.
 pub fn decode(buf: &[u8]) -> Result<Vec<Slice>, String> {
-    if buf.len() % SLICE_BYTES != 0 {
+    if !buf.len().is_multiple_of(SLICE_BYTES) {
         return Err(format!(
             "chunk slice list has {} bytes, not a multiple of {SLICE_BYTES}",
             buf.len()
@@ -130,7 +130,11 @@ mod tests {
             ]
         );
         // A later slice covering everything hides the rest.
-        let v = build_view(&[sl(0, 1, 100, 0, 100), sl(10, 2, 5, 0, 5), sl(0, 3, 200, 0, 200)]);
+        let v = build_view(&[
+            sl(0, 1, 100, 0, 100),
+            sl(10, 2, 5, 0, 5),
+            sl(0, 3, 200, 0, 200),
+        ]);
         assert_eq!(v, vec![sl(0, 3, 200, 0, 200)]);
     }
 

@@ -2,9 +2,13 @@
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum MetaUrl {
-    Sqlite { path: String },
+    Sqlite {
+        path: String,
+    },
     /// A tokio-postgres connection string: a URL or the libpq `key=value` form.
-    Postgres { conn: String },
+    Postgres {
+        conn: String,
+    },
 }
 
 const EXAMPLES: &str =
@@ -46,7 +50,10 @@ impl MetaUrl {
                     format!("postgresql://{rest}")
                 };
                 conn.parse::<tokio_postgres::Config>().map_err(|e| {
-                    format!("META-URL {:?} is not a valid PostgreSQL address: {e}", redact(url))
+                    format!(
+                        "META-URL {:?} is not a valid PostgreSQL address: {e}",
+                        redact(url)
+                    )
                 })?;
                 Ok(MetaUrl::Postgres { conn })
             }
@@ -64,19 +71,18 @@ impl MetaUrl {
 /// Replaces a password in either PostgreSQL form (and `user:pass@`) with `****`.
 pub fn redact(url: &str) -> String {
     let mut out = url.to_string();
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((auth, host)) = rest.rsplit_once('@') {
-            if let Some((user, _)) = auth.split_once(':') {
-                out = format!("{scheme}://{user}:****@{host}");
-            }
-        }
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((auth, host)) = rest.rsplit_once('@')
+        && let Some((user, _)) = auth.split_once(':')
+    {
+        out = format!("{scheme}://{user}:****@{host}");
     }
     let mut words: Vec<String> = out.split(' ').map(str::to_string).collect();
     for w in words.iter_mut() {
-        if let Some(v) = w.strip_prefix("password=") {
-            if !v.is_empty() {
-                *w = "password=****".into();
-            }
+        if let Some(v) = w.strip_prefix("password=")
+            && !v.is_empty()
+        {
+            *w = "password=****".into();
         }
     }
     words.join(" ")
@@ -100,7 +106,11 @@ mod tests {
                 path: "rel.db".into()
             }
         );
-        assert!(MetaUrl::parse("sqlite3://").unwrap_err().contains("no database file"));
+        assert!(
+            MetaUrl::parse("sqlite3://")
+                .unwrap_err()
+                .contains("no database file")
+        );
     }
 
     #[test]
@@ -122,9 +132,21 @@ mod tests {
 
     #[test]
     fn malformed_urls_say_why() {
-        assert!(MetaUrl::parse("/tmp/meta.db").unwrap_err().contains("no scheme"));
-        assert!(MetaUrl::parse("mysql://x").unwrap_err().contains("not supported"));
-        assert!(MetaUrl::parse("postgres://").unwrap_err().contains("names no server"));
+        assert!(
+            MetaUrl::parse("/tmp/meta.db")
+                .unwrap_err()
+                .contains("no scheme")
+        );
+        assert!(
+            MetaUrl::parse("mysql://x")
+                .unwrap_err()
+                .contains("not supported")
+        );
+        assert!(
+            MetaUrl::parse("postgres://")
+                .unwrap_err()
+                .contains("names no server")
+        );
         let e = MetaUrl::parse("postgres://u:secret@h:notaport/db").unwrap_err();
         assert!(!e.contains("secret"), "{e}");
     }

@@ -18,7 +18,9 @@ fn not_found(e: &std::io::Error) -> bool {
 
 impl LocalDir {
     pub fn new(root: &str) -> LocalDir {
-        LocalDir { root: PathBuf::from(root) }
+        LocalDir {
+            root: PathBuf::from(root),
+        }
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -51,7 +53,10 @@ impl LocalDir {
         tokio::fs::create_dir_all(&self.root).await?;
         let md = tokio::fs::metadata(&self.root).await?;
         if !md.is_dir() {
-            return Err(std::io::Error::new(ErrorKind::NotADirectory, "bucket is not a directory"));
+            return Err(std::io::Error::new(
+                ErrorKind::NotADirectory,
+                "bucket is not a directory",
+            ));
         }
         Ok(())
     }

@@ -4,9 +4,9 @@
 mod compress;
 mod local;
 
-pub use compress::Compression;
 use crate::meta::Format;
 use bytes::Bytes;
+pub use compress::Compression;
 use opendal::Operator;
 use std::time::Duration;
 
@@ -64,9 +64,9 @@ pub struct ObjectStore {
 
 /// `http://host:port/bucket` (path style) or `https://bucket.host` (virtual host style).
 pub fn parse_s3_bucket(url: &str) -> std::result::Result<(String, String, bool), String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("bucket {url:?} must be a URL like http://127.0.0.1:9000/mybucket"))?;
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        format!("bucket {url:?} must be a URL like http://127.0.0.1:9000/mybucket")
+    })?;
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     let path = path.trim_matches('/');
     if host.is_empty() {
@@ -74,13 +74,15 @@ pub fn parse_s3_bucket(url: &str) -> std::result::Result<(String, String, bool),
     }
     if !path.is_empty() {
         if path.contains('/') {
-            return Err(format!("bucket URL {url:?}: the path must be just the bucket name"));
+            return Err(format!(
+                "bucket URL {url:?}: the path must be just the bucket name"
+            ));
         }
         return Ok((format!("{scheme}://{host}"), path.to_string(), false));
     }
-    let (bucket, domain) = host
-        .split_once('.')
-        .ok_or_else(|| format!("bucket URL {url:?} names no bucket (use http://host:port/bucket)"))?;
+    let (bucket, domain) = host.split_once('.').ok_or_else(|| {
+        format!("bucket URL {url:?} names no bucket (use http://host:port/bucket)")
+    })?;
     Ok((format!("{scheme}://{domain}"), bucket.to_string(), true))
 }
 
@@ -107,7 +109,8 @@ impl ObjectStore {
                 });
             }
             "s3" | "minio" => {
-                let (endpoint, bucket, vhost) = parse_s3_bucket(&f.bucket).map_err(|e| setup_err(f, e))?;
+                let (endpoint, bucket, vhost) =
+                    parse_s3_bucket(&f.bucket).map_err(|e| setup_err(f, e))?;
                 let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
                 let mut b = opendal::services::S3::default()
                     .endpoint(&endpoint)
@@ -119,13 +122,20 @@ impl ObjectStore {
                     b = b.enable_virtual_host_style();
                 }
                 if !f.access_key.is_empty() {
-                    b = b.access_key_id(&f.access_key).secret_access_key(&f.secret_key);
+                    b = b
+                        .access_key_id(&f.access_key)
+                        .secret_access_key(&f.secret_key);
                 } else {
                     b = b.skip_signature();
                 }
                 Operator::new(b).map_err(|e| setup_err(f, e))?
             }
-            other => return Err(setup_err(f, format!("storage type {other:?} is not supported (file, s3, minio)"))),
+            other => {
+                return Err(setup_err(
+                    f,
+                    format!("storage type {other:?} is not supported (file, s3, minio)"),
+                ));
+            }
         };
         let op = op
             .layer(opendal::layers::TimeoutLayer::new().with_timeout(Duration::from_secs(60)))
@@ -189,10 +199,15 @@ impl ObjectStore {
                 key: key.to_string(),
                 source,
             }),
-            Backend::Dal(op) => op.write(key, body).await.map(|_| ()).map_err(|source| ObjectError::Io {
-                key: key.to_string(),
-                source,
-            }),
+            Backend::Dal(op) => {
+                op.write(key, body)
+                    .await
+                    .map(|_| ())
+                    .map_err(|source| ObjectError::Io {
+                        key: key.to_string(),
+                        source,
+                    })
+            }
         }
     }
 
@@ -202,14 +217,15 @@ impl ObjectStore {
                 key: key.to_string(),
                 source,
             }),
-            Backend::Dal(op) => op
-                .read(key)
-                .await
-                .map(|b| b.to_bytes())
-                .map_err(|source| ObjectError::Io {
-                    key: key.to_string(),
-                    source,
-                }),
+            Backend::Dal(op) => {
+                op.read(key)
+                    .await
+                    .map(|b| b.to_bytes())
+                    .map_err(|source| ObjectError::Io {
+                        key: key.to_string(),
+                        source,
+                    })
+            }
         }
     }
 
@@ -234,11 +250,18 @@ impl ObjectStore {
         let raw = self.get(&key).await?;
         // A small object may sit in a much larger pooled read buffer: copy it out so a
         // cached 4 KiB block does not pin megabytes.
-        let raw = if raw.len() < (1 << 20) { Bytes::copy_from_slice(&raw) } else { raw };
+        let raw = if raw.len() < (1 << 20) {
+            Bytes::copy_from_slice(&raw)
+        } else {
+            raw
+        };
         let data = self
             .compression
             .decompress(raw, size as usize)
-            .map_err(|msg| ObjectError::Corrupt { key: key.clone(), msg })?;
+            .map_err(|msg| ObjectError::Corrupt {
+                key: key.clone(),
+                msg,
+            })?;
         if data.len() != size as usize {
             return Err(ObjectError::Corrupt {
                 key,
@@ -252,7 +275,8 @@ impl ObjectStore {
     pub async fn delete_slice(&self, id: u64, size: u32) -> Result<()> {
         let blocks = (size as u64).div_ceil(self.block_size).max(1) as u32;
         for i in 0..blocks {
-            self.delete(&self.block_key(id, i, self.block_len(size, i))).await?;
+            self.delete(&self.block_key(id, i, self.block_len(size, i)))
+                .await?;
         }
         Ok(())
     }
@@ -266,10 +290,12 @@ impl ObjectStore {
                 source,
             })?,
             Backend::Dal(op) => {
-                op.list(&self.prefix).await.map_err(|source| ObjectError::Io {
-                    key: self.prefix.clone(),
-                    source,
-                })?;
+                op.list(&self.prefix)
+                    .await
+                    .map_err(|source| ObjectError::Io {
+                        key: self.prefix.clone(),
+                        source,
+                    })?;
             }
         }
         let key = format!("{}testing/{}", self.prefix, uuid::Uuid::new_v4());
@@ -301,7 +327,10 @@ mod tests {
     fn key_layout_matches_juicefs() {
         let s = ObjectStore::new(&fmt("/tmp/x/")).unwrap();
         assert_eq!(s.block_key(2, 1, 4194304), "vol/chunks/0/0/2_1_4194304");
-        assert_eq!(s.block_key(1234567, 0, 10), "vol/chunks/1/1234/1234567_0_10");
+        assert_eq!(
+            s.block_key(1234567, 0, 10),
+            "vol/chunks/1/1234/1234567_0_10"
+        );
         assert_eq!(s.block_len(10_000_000, 2), 1_611_392);
         assert_eq!(s.block_len(10_000_000, 0), 4 << 20);
     }

@@ -75,8 +75,14 @@ impl Default for VfsConfig {
 }
 
 enum Handle {
-    File { ino: Ino, writable: bool },
-    Dir { ino: Ino, entries: tokio::sync::Mutex<Option<Vec<DirEntry>>> },
+    File {
+        ino: Ino,
+        writable: bool,
+    },
+    Dir {
+        ino: Ino,
+        entries: tokio::sync::Mutex<Option<Vec<DirEntry>>>,
+    },
 }
 
 pub struct Vfs {
@@ -123,26 +129,29 @@ impl Vfs {
     }
 
     fn closed(&self, ino: Ino) {
-        if let Ok(mut l) = self.lengths.lock() {
-            if let Some(e) = l.get_mut(&ino) {
-                e.1 -= 1;
-                if e.1 == 0 {
-                    l.remove(&ino);
-                }
+        if let Ok(mut l) = self.lengths.lock()
+            && let Some(e) = l.get_mut(&ino)
+        {
+            e.1 -= 1;
+            if e.1 == 0 {
+                l.remove(&ino);
             }
         }
     }
 
     fn set_length(&self, ino: Ino, f: impl FnOnce(u64) -> u64) {
-        if let Ok(mut l) = self.lengths.lock() {
-            if let Some(e) = l.get_mut(&ino) {
-                e.0 = f(e.0);
-            }
+        if let Ok(mut l) = self.lengths.lock()
+            && let Some(e) = l.get_mut(&ino)
+        {
+            e.0 = f(e.0);
         }
     }
 
     fn known_length(&self, ino: Ino) -> Option<u64> {
-        self.lengths.lock().ok().and_then(|l| l.get(&ino).map(|e| e.0))
+        self.lengths
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&ino).map(|e| e.0))
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -164,7 +173,10 @@ impl Vfs {
 
     fn add_handle(&self, h: Handle) -> Result<u64> {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles.lock().map_err(lock_err)?.insert(fh, Arc::new(h));
+        self.handles
+            .lock()
+            .map_err(lock_err)?
+            .insert(fh, Arc::new(h));
         Ok(fh)
     }
 
@@ -213,12 +225,11 @@ impl Vfs {
     }
 
     async fn with_pending_length(&self, ino: Ino, mut a: Attr) -> Attr {
-        if a.kind == FileKind::File {
-            if let Some(w) = self.existing_writer(ino) {
-                if let Some(len) = w.pending_length().await {
-                    a.length = a.length.max(len);
-                }
-            }
+        if a.kind == FileKind::File
+            && let Some(w) = self.existing_writer(ino)
+            && let Some(len) = w.pending_length().await
+        {
+            a.length = a.length.max(len);
         }
         a
     }
@@ -270,18 +281,42 @@ impl Vfs {
             .await?)
     }
 
-    pub async fn symlink(&self, parent: Ino, name: &str, target: &str, caller: Caller) -> Result<(Ino, Attr)> {
+    pub async fn symlink(
+        &self,
+        parent: Ino,
+        name: &str,
+        target: &str,
+        caller: Caller,
+    ) -> Result<(Ino, Attr)> {
         self.check_writable()?;
         if target.is_empty() || target.len() >= 4096 {
-            return Err(Error::Errno(libc::ENAMETOOLONG, "symlink target length out of range"));
+            return Err(Error::Errno(
+                libc::ENAMETOOLONG,
+                "symlink target length out of range",
+            ));
         }
         Ok(self
             .meta
-            .mknod(parent, name, FileKind::Symlink, 0o777, 0, Some(target), caller)
+            .mknod(
+                parent,
+                name,
+                FileKind::Symlink,
+                0o777,
+                0,
+                Some(target),
+                caller,
+            )
             .await?)
     }
 
-    pub async fn create(&self, parent: Ino, name: &str, mode: u16, flags: i32, caller: Caller) -> Result<(Ino, Attr, u64)> {
+    pub async fn create(
+        &self,
+        parent: Ino,
+        name: &str,
+        mode: u16,
+        flags: i32,
+        caller: Caller,
+    ) -> Result<(Ino, Attr, u64)> {
         self.check_writable()?;
         let (ino, attr) = self
             .meta
@@ -412,12 +447,11 @@ impl Vfs {
                 .map_err(lock_err)?
                 .values()
                 .any(|h| matches!(&**h, Handle::File { ino: i, .. } if *i == ino));
-            if !still_open {
-                if let Some(w) = self.existing_writer(ino) {
-                    if w.is_idle().await {
-                        self.writers.lock().map_err(lock_err)?.remove(&ino);
-                    }
-                }
+            if !still_open
+                && let Some(w) = self.existing_writer(ino)
+                && w.is_idle().await
+            {
+                self.writers.lock().map_err(lock_err)?.remove(&ino);
             }
             self.closed(ino);
             let freed = self.meta.close(ino).await?;
@@ -464,7 +498,11 @@ impl Vfs {
         let mut cached = entries.lock().await;
         if cached.is_none() || offset == 0 {
             let me = self.meta.getattr(*ino).await?;
-            let parent = if *ino == self.cfg.root { *ino } else { me.parent };
+            let parent = if *ino == self.cfg.root {
+                *ino
+            } else {
+                me.parent
+            };
             let mut list = vec![
                 DirEntry {
                     name: ".".into(),
@@ -527,7 +565,12 @@ impl Vfs {
         }
     }
 
-    pub async fn getlk(&self, ino: Ino, owner: u64, want: PlockRecord) -> Result<Option<PlockRecord>> {
+    pub async fn getlk(
+        &self,
+        ino: Ino,
+        owner: u64,
+        want: PlockRecord,
+    ) -> Result<Option<PlockRecord>> {
         Ok(self.meta.getlk(ino, owner, want).await?)
     }
 
@@ -540,6 +583,26 @@ impl Vfs {
                 r => return Ok(r?),
             }
         }
+    }
+
+    /// Commits slices that writers left idle (1 s) or open too long (5 s), as JuiceFS does,
+    /// so other clients see the data before the writer closes the file.
+    pub fn spawn_auto_commit(self: &Arc<Self>) {
+        let vfs = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let Some(vfs) = vfs.upgrade() else { return };
+                let writers: Vec<_> = match vfs.writers.lock() {
+                    Ok(w) => w.values().cloned().collect(),
+                    Err(_) => return,
+                };
+                for w in writers {
+                    w.commit_if_stale(Duration::from_secs(1), Duration::from_secs(5))
+                        .await;
+                }
+            }
+        });
     }
 
     /// Flushes every file with buffered writes (unmount, SIGTERM).

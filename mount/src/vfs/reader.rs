@@ -32,10 +32,19 @@ impl BlockCache {
         }
     }
 
-    pub async fn get(&self, store: &ObjectStore, id: u64, index: u32, size: u32) -> Result<Bytes, Error> {
+    pub async fn get(
+        &self,
+        store: &ObjectStore,
+        id: u64,
+        index: u32,
+        size: u32,
+    ) -> Result<Bytes, Error> {
         let tick = self.tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cell = {
-            let mut g = self.map.lock().map_err(|_| Error::Io("block cache lock poisoned".into()))?;
+            let mut g = self
+                .map
+                .lock()
+                .map_err(|_| Error::Io("block cache lock poisoned".into()))?;
             let e = g.entry((id, index)).or_insert_with(|| Entry {
                 cell: Arc::new(OnceCell::new()),
                 used: tick,
@@ -53,13 +62,20 @@ impl BlockCache {
             })
             .await
             .cloned();
-        let mut g = self.map.lock().map_err(|_| Error::Io("block cache lock poisoned".into()))?;
+        let mut g = self
+            .map
+            .lock()
+            .map_err(|_| Error::Io("block cache lock poisoned".into()))?;
         match &r {
             Err(_) => {
                 g.remove(&(id, index));
             }
             Ok(_) => {
-                let mut total: u64 = g.values().filter(|e| e.cell.initialized()).map(|e| e.size).sum();
+                let mut total: u64 = g
+                    .values()
+                    .filter(|e| e.cell.initialized())
+                    .map(|e| e.size)
+                    .sum();
                 while total > self.capacity {
                     let victim = g
                         .iter()
@@ -89,9 +105,12 @@ impl BlockCache {
 
 /// Slice views per (inode, chunk), dropped whenever this client changes the chunk and
 /// when a file is opened (close-to-open consistency with other clients).
+/// The resolved pieces of one chunk.
+type View = Arc<Vec<Slice>>;
+
 #[derive(Default)]
 pub struct ChunkViews {
-    map: Mutex<HashMap<(Ino, u32), Arc<Vec<Slice>>>>,
+    map: Mutex<HashMap<(Ino, u32), View>>,
 }
 
 impl ChunkViews {
@@ -101,8 +120,13 @@ impl ChunkViews {
         }
     }
 
-    async fn view(&self, meta: &dyn Meta, ino: Ino, chunk: u32) -> Result<Arc<Vec<Slice>>, Error> {
-        if let Some(v) = self.map.lock().ok().and_then(|m| m.get(&(ino, chunk)).cloned()) {
+    async fn view(&self, meta: &dyn Meta, ino: Ino, chunk: u32) -> Result<View, Error> {
+        if let Some(v) = self
+            .map
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(ino, chunk)).cloned())
+        {
             return Ok(v);
         }
         let slices = meta.read_chunk(ino, chunk).await?;

@@ -8,6 +8,7 @@ use crate::meta::{CHUNK_SIZE, Ino, Meta, Nanos, Slice, now_nanos};
 use crate::object::ObjectStore;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 type Upload = JoinHandle<Result<(), Error>>;
@@ -67,6 +68,9 @@ struct State {
     length: u64,
     /// Bytes held in memory by open and sealed-but-uncommitted slices.
     buffered: u64,
+    /// When the oldest open slice got its first byte, and when the last write came.
+    oldest: Option<Instant>,
+    last_write: Option<Instant>,
 }
 
 pub struct FileWriter {
@@ -117,19 +121,18 @@ impl FileWriter {
         let mut off = off;
         let mut data = data;
         let now = now_nanos();
+        let t = Instant::now();
+        st.oldest.get_or_insert(t);
+        st.last_write = Some(t);
         while !data.is_empty() {
             let chunk = (off / CHUNK_SIZE) as u32;
             let pos = off % CHUNK_SIZE;
             let n = ((CHUNK_SIZE - pos) as usize).min(data.len());
             let (piece, rest) = data.split_at(n);
-            let target = st
-                .open
-                .iter()
-                .rposition(|s| s.chunk == chunk)
-                .filter(|&i| {
-                    let s = &st.open[i];
-                    pos >= s.mutable_from(bs) && pos <= s.end()
-                });
+            let target = st.open.iter().rposition(|s| s.chunk == chunk).filter(|&i| {
+                let s = &st.open[i];
+                pos >= s.mutable_from(bs) && pos <= s.end()
+            });
             let idx = match target {
                 Some(i) => i,
                 None => {
@@ -165,20 +168,29 @@ impl FileWriter {
         }
         // Backpressure: wait for the oldest uploads when too many are in flight.
         loop {
-            let mut running = st.open.iter_mut().flat_map(|s| s.uploads.iter_mut()).filter(|u| u.running());
+            let mut running = st
+                .open
+                .iter_mut()
+                .flat_map(|s| s.uploads.iter_mut())
+                .filter(|u| u.running());
             let n = running.by_ref().count();
             if n <= MAX_UPLOADS {
                 break;
             }
-            if let Some(u) = st.open.iter_mut().flat_map(|s| s.uploads.iter_mut()).find(|u| u.running()) {
+            if let Some(u) = st
+                .open
+                .iter_mut()
+                .flat_map(|s| s.uploads.iter_mut())
+                .find(|u| u.running())
+            {
                 u.wait().await?;
             }
         }
-        if st.buffered > MAX_BUFFERED {
-            if let Some(mut h) = st.last_commit.take() {
-                join(&mut h).await?;
-                st.buffered = st.open.iter().map(|s| s.len as u64).sum();
-            }
+        if st.buffered > MAX_BUFFERED
+            && let Some(mut h) = st.last_commit.take()
+        {
+            join(&mut h).await?;
+            st.buffered = st.open.iter().map(|s| s.len as u64).sum();
         }
         Ok(())
     }
@@ -202,7 +214,9 @@ impl FileWriter {
                 }
                 s.cur[at..at + n].copy_from_slice(&piece[..n]);
             }
-            s.len = s.len.max((cur_start + s.cur.len() as u64 - s.pos as u64) as u32);
+            s.len = s
+                .len
+                .max((cur_start + s.cur.len() as u64 - s.pos as u64) as u32);
             if s.cur.len() as u64 == bs {
                 self.start_upload(s);
             }
@@ -214,8 +228,12 @@ impl FileWriter {
     fn start_upload(&self, s: &mut OpenSlice) {
         let block = std::mem::take(&mut s.cur).freeze();
         let index = s.uploads.len() as u32;
-        s.uploads
-            .push(BlockUpload::Running(spawn_upload(self.store.clone(), s.id, index, block)));
+        s.uploads.push(BlockUpload::Running(spawn_upload(
+            self.store.clone(),
+            s.id,
+            index,
+            block,
+        )));
     }
 
     /// Uploads the tail of `s` and queues its commit after every earlier one.
@@ -253,9 +271,25 @@ impl FileWriter {
         }));
     }
 
+    /// Commits in the background what a writer left alone: slices idle for `idle` or open
+    /// for `age` (JuiceFS: 1 s and 5 s), so other clients see data without a close.
+    pub async fn commit_if_stale(&self, idle: Duration, age: Duration) {
+        let mut st = self.state.lock().await;
+        let stale = st.last_write.is_some_and(|t| t.elapsed() >= idle)
+            || st.oldest.is_some_and(|t| t.elapsed() >= age);
+        if stale && !st.open.is_empty() {
+            let open = std::mem::take(&mut st.open);
+            for s in open {
+                self.seal(&mut st, s);
+            }
+            st.oldest = None;
+        }
+    }
+
     /// Makes everything written so far durable: blocks stored, slices committed.
     pub async fn flush(&self) -> Result<(), Error> {
         let mut st = self.state.lock().await;
+        st.oldest = None;
         let open = std::mem::take(&mut st.open);
         for s in open {
             self.seal(&mut st, s);

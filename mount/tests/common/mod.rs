@@ -27,7 +27,9 @@ pub fn reference() -> PathBuf {
 pub fn service(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var("CI").is_ok() => panic!("{var} is not set: .ci/run starts the servers with scripts/services.sh"),
+        _ if std::env::var("CI").is_ok() => {
+            panic!("{var} is not set: .ci/run starts the servers with scripts/services.sh")
+        }
         _ => {
             eprintln!("SKIP: {var} not set (eval \"$(scripts/services.sh)\" to run this test)");
             None
@@ -71,7 +73,9 @@ pub fn psql(conn: &str, db: &str, sql: &str) -> Output {
             };
         }
     }
-    cmd.args(["-qtAX", "-d", db, "-c", sql]).output().expect("run psql")
+    cmd.args(["-qtAX", "-d", db, "-c", sql])
+        .output()
+        .expect("run psql")
 }
 
 impl Volume {
@@ -90,7 +94,11 @@ impl Volume {
                 let pg = service("JFS_TEST_PG")?;
                 let db = unique("jfs");
                 let out = psql(&pg, "postgres", &format!("CREATE DATABASE {db}"));
-                assert!(out.status.success(), "create database: {}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "create database: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 (
                     format!("postgres://{pg} dbname={db}"),
                     "file".to_string(),
@@ -125,7 +133,13 @@ impl Volume {
 
     fn format_cmd(&self, bin: &Path, extra: &[&str]) -> Command {
         let mut c = Command::new(bin);
-        c.args(["format", "--storage", &self.storage, "--bucket", &self.bucket]);
+        c.args([
+            "format",
+            "--storage",
+            &self.storage,
+            "--bucket",
+            &self.bucket,
+        ]);
         if let Some((a, s)) = &self.keys {
             c.args(["--access-key", a, "--secret-key", s]);
         }
@@ -195,7 +209,11 @@ impl Mount {
                     std::fs::read_to_string(&log).unwrap_or_default()
                 );
             }
-            assert!(Instant::now() < deadline, "{} not mounted after 20 s", mp.display());
+            assert!(
+                Instant::now() < deadline,
+                "{} not mounted after 20 s",
+                mp.display()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Mount {
@@ -213,7 +231,11 @@ impl Mount {
 
     pub fn reference(v: &Volume, mp: &Path, extra: &[&str]) -> Mount {
         let mut c = Command::new(reference());
-        c.arg("mount").args(["--no-usage-report"]).args(extra).arg(&v.meta).arg(mp);
+        c.arg("mount")
+            .args(["--no-usage-report"])
+            .args(extra)
+            .arg(&v.meta)
+            .arg(mp);
         Mount::start(c, mp)
     }
 

@@ -14,7 +14,10 @@ async fn deref_slices(tx: &mut Tx, slices: &[Slice]) -> Result<Vec<FreedSlice>> 
         )
         .await?;
         let rows = tx
-            .query("SELECT refs FROM jfs_chunk_ref WHERE chunkid=?", &[s.id.into()])
+            .query(
+                "SELECT refs FROM jfs_chunk_ref WHERE chunkid=?",
+                &[s.id.into()],
+            )
             .await?;
         match first_int(&rows)? {
             Some(r) if r > 0 => {}
@@ -34,7 +37,10 @@ async fn deref_slices(tx: &mut Tx, slices: &[Slice]) -> Result<Vec<FreedSlice>> 
 /// Deletes every chunk row of `ino`, dropping the slices' references.
 pub(crate) async fn delete_chunks(tx: &mut Tx, ino: Ino) -> Result<Vec<FreedSlice>> {
     let rows = tx
-        .query("SELECT indx,slices FROM jfs_chunk WHERE inode=?", &[ino.into()])
+        .query(
+            "SELECT indx,slices FROM jfs_chunk WHERE inode=?",
+            &[ino.into()],
+        )
         .await?;
     let mut freed = Vec::new();
     for mut r in rows {
@@ -42,7 +48,8 @@ pub(crate) async fn delete_chunks(tx: &mut Tx, ino: Ino) -> Result<Vec<FreedSlic
         let slices = slice::decode(&blob).map_err(MetaError::Corrupt)?;
         freed.extend(deref_slices(tx, &slices).await?);
     }
-    tx.exec("DELETE FROM jfs_chunk WHERE inode=?", &[ino.into()]).await?;
+    tx.exec("DELETE FROM jfs_chunk WHERE inode=?", &[ino.into()])
+        .await?;
     Ok(freed)
 }
 
@@ -111,7 +118,13 @@ impl SqlMeta {
         })
     }
 
-    pub(crate) async fn do_write_slice(&self, ino: Ino, index: u32, s: Slice, mtime: Nanos) -> Result<Attr> {
+    pub(crate) async fn do_write_slice(
+        &self,
+        ino: Ino,
+        index: u32,
+        s: Slice,
+        mtime: Nanos,
+    ) -> Result<Attr> {
         self.check_writable()?;
         let end = index as u64 * CHUNK_SIZE + s.pos as u64 + s.len as u64;
         let (attr, grown) = txn!(self, true, |tx| {
@@ -149,11 +162,16 @@ impl SqlMeta {
         Ok(attr)
     }
 
-    pub(crate) async fn do_truncate(&self, ino: Ino, length: u64) -> Result<(Attr, Vec<FreedSlice>)> {
+    pub(crate) async fn do_truncate(
+        &self,
+        ino: Ino,
+        length: u64,
+    ) -> Result<(Attr, Vec<FreedSlice>)> {
         self.check_writable()?;
         let cur = self.getattr(ino).await?;
         if length > cur.length {
-            self.check_quota(align4k(length) - align4k(cur.length), 0).await?;
+            self.check_quota(align4k(length) - align4k(cur.length), 0)
+                .await?;
         }
         let (attr, freed, delta) = txn!(self, true, |tx| {
             let mut a = must_node(&mut tx, ino).await?;
@@ -196,19 +214,31 @@ impl SqlMeta {
         Ok((attr, freed))
     }
 
-    pub(crate) async fn do_fallocate(&self, ino: Ino, mode: i32, off: u64, len: u64) -> Result<Attr> {
+    pub(crate) async fn do_fallocate(
+        &self,
+        ino: Ino,
+        mode: i32,
+        off: u64,
+        len: u64,
+    ) -> Result<Attr> {
         self.check_writable()?;
-        let supported = libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
+        let supported =
+            libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
         if mode & !supported != 0 {
-            return Err(MetaError::Invalid(format!("fallocate mode {mode:#x} is not supported")));
+            return Err(MetaError::Invalid(format!(
+                "fallocate mode {mode:#x} is not supported"
+            )));
         }
         if mode & libc::FALLOC_FL_PUNCH_HOLE != 0 && mode & libc::FALLOC_FL_KEEP_SIZE == 0 {
             return Err(MetaError::Invalid("PUNCH_HOLE needs KEEP_SIZE".into()));
         }
-        let end = off.checked_add(len).ok_or(MetaError::Invalid("range overflows".into()))?;
+        let end = off
+            .checked_add(len)
+            .ok_or(MetaError::Invalid("range overflows".into()))?;
         let cur = self.getattr(ino).await?;
         if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > cur.length {
-            self.check_quota(align4k(end) - align4k(cur.length), 0).await?;
+            self.check_quota(align4k(end) - align4k(cur.length), 0)
+                .await?;
         }
         let (attr, delta) = txn!(self, true, |tx| {
             let mut a = must_node(&mut tx, ino).await?;
@@ -287,10 +317,10 @@ impl SqlMeta {
             let mut freed = Vec::new();
             for r in rows {
                 let ino = r[0].uint()?;
-                if let Some(a) = get_node(&mut tx, ino).await? {
-                    if a.nlink == 0 {
-                        freed.extend(self.delete_inode(&mut tx, ino, &a).await?);
-                    }
+                if let Some(a) = get_node(&mut tx, ino).await?
+                    && a.nlink == 0
+                {
+                    freed.extend(self.delete_inode(&mut tx, ino, &a).await?);
                 }
             }
             for table in ["jfs_sustained", "jfs_flock", "jfs_plock", "jfs_session"] {
@@ -307,8 +337,11 @@ impl SqlMeta {
             return Ok(Vec::new());
         }
         let rows = txn!(self, false, |tx| {
-            tx.query("SELECT inode FROM jfs_delfile WHERE expire<=?", &[unix_secs().into()])
-                .await
+            tx.query(
+                "SELECT inode FROM jfs_delfile WHERE expire<=?",
+                &[unix_secs().into()],
+            )
+            .await
         })?;
         let mut freed = Vec::new();
         for r in rows {

@@ -19,7 +19,9 @@ impl Val {
         match self {
             Val::Int(i) => Ok(*i),
             Val::Null => Ok(0),
-            other => Err(MetaError::Corrupt(format!("expected an integer, found {other:?}"))),
+            other => Err(MetaError::Corrupt(format!(
+                "expected an integer, found {other:?}"
+            ))),
         }
     }
     pub fn uint(&self) -> Result<u64> {
@@ -30,7 +32,9 @@ impl Val {
             Val::Text(s) => Ok(s),
             Val::Blob(b) => String::from_utf8(b)
                 .map_err(|_| MetaError::Corrupt("text column holds invalid UTF-8".into())),
-            other => Err(MetaError::Corrupt(format!("expected text, found {other:?}"))),
+            other => Err(MetaError::Corrupt(format!(
+                "expected text, found {other:?}"
+            ))),
         }
     }
     pub fn blob(self) -> Result<Vec<u8>> {
@@ -38,7 +42,9 @@ impl Val {
             Val::Blob(b) => Ok(b),
             Val::Text(s) => Ok(s.into_bytes()),
             Val::Null => Ok(Vec::new()),
-            other => Err(MetaError::Corrupt(format!("expected bytes, found {other:?}"))),
+            other => Err(MetaError::Corrupt(format!(
+                "expected bytes, found {other:?}"
+            ))),
         }
     }
 }

@@ -43,10 +43,16 @@ pub(crate) fn apply_plock(mut recs: Vec<PlockRecord>, rec: PlockRecord) -> Vec<P
             continue;
         }
         if r.start < rec.start {
-            out.push(PlockRecord { end: rec.start - 1, ..r });
+            out.push(PlockRecord {
+                end: rec.start - 1,
+                ..r
+            });
         }
         if r.end > rec.end {
-            out.push(PlockRecord { start: rec.end + 1, ..r });
+            out.push(PlockRecord {
+                start: rec.end + 1,
+                ..r
+            });
         }
     }
     if rec.ltype != LockType::Unlock {
@@ -83,7 +89,10 @@ impl SqlMeta {
                 return Ok(());
             }
             let rows = tx
-                .query("SELECT sid,owner,ltype FROM jfs_flock WHERE inode=?", &[ino.into()])
+                .query(
+                    "SELECT sid,owner,ltype FROM jfs_flock WHERE inode=?",
+                    &[ino.into()],
+                )
                 .await?;
             for r in &rows {
                 let mine = r[0].uint()? == sid && r[1].int()? == owner as i64;
@@ -91,7 +100,11 @@ impl SqlMeta {
                     return Err(MetaError::WouldBlock);
                 }
             }
-            let t = if ltype == LockType::Write { FLOCK_WRITE } else { FLOCK_READ };
+            let t = if ltype == LockType::Write {
+                FLOCK_WRITE
+            } else {
+                FLOCK_READ
+            };
             let n = tx
                 .exec(
                     "UPDATE jfs_flock SET ltype=? WHERE inode=? AND sid=? AND owner=?",
@@ -109,10 +122,18 @@ impl SqlMeta {
         })
     }
 
-    async fn plocks_of_others(&self, tx: &mut Tx, ino: Ino, owner: u64) -> Result<Vec<PlockRecord>> {
+    async fn plocks_of_others(
+        &self,
+        tx: &mut Tx,
+        ino: Ino,
+        owner: u64,
+    ) -> Result<Vec<PlockRecord>> {
         let sid = self.sid();
         let rows = tx
-            .query("SELECT sid,owner,records FROM jfs_plock WHERE inode=?", &[ino.into()])
+            .query(
+                "SELECT sid,owner,records FROM jfs_plock WHERE inode=?",
+                &[ino.into()],
+            )
             .await?;
         let mut out = Vec::new();
         for mut r in rows {
@@ -124,7 +145,12 @@ impl SqlMeta {
         Ok(out)
     }
 
-    pub(crate) async fn do_getlk(&self, ino: Ino, owner: u64, want: PlockRecord) -> Result<Option<PlockRecord>> {
+    pub(crate) async fn do_getlk(
+        &self,
+        ino: Ino,
+        owner: u64,
+        want: PlockRecord,
+    ) -> Result<Option<PlockRecord>> {
         txn!(self, false, |tx| {
             let others = self.plocks_of_others(&mut tx, ino, owner).await?;
             Ok(others.into_iter().find(|o| conflicts(o, &want)))
@@ -152,7 +178,9 @@ impl SqlMeta {
                 None => Vec::new(),
             };
             let updated = apply_plock(mine, rec);
-            let args = |b: Vec<u8>| -> Vec<Val> { vec![b.into(), ino.into(), sid.into(), (owner as i64).into()] };
+            let args = |b: Vec<u8>| -> Vec<Val> {
+                vec![b.into(), ino.into(), sid.into(), (owner as i64).into()]
+            };
             if updated.is_empty() {
                 tx.exec(
                     "DELETE FROM jfs_plock WHERE inode=? AND sid=? AND owner=?",
@@ -182,25 +210,48 @@ mod tests {
     use super::*;
 
     fn rec(t: LockType, s: u64, e: u64) -> PlockRecord {
-        PlockRecord { ltype: t, pid: 1, start: s, end: e }
+        PlockRecord {
+            ltype: t,
+            pid: 1,
+            start: s,
+            end: e,
+        }
     }
 
     #[test]
     fn plock_ranges_split_and_merge() {
         let r = apply_plock(vec![], rec(LockType::Write, 0, 99));
         let r = apply_plock(r, rec(LockType::Unlock, 10, 19));
-        assert_eq!(r, vec![rec(LockType::Write, 0, 9), rec(LockType::Write, 20, 99)]);
+        assert_eq!(
+            r,
+            vec![rec(LockType::Write, 0, 9), rec(LockType::Write, 20, 99)]
+        );
         let r = apply_plock(r, rec(LockType::Write, 10, 19));
         assert_eq!(r, vec![rec(LockType::Write, 0, 99)]);
         let r = apply_plock(r, rec(LockType::Read, 50, u64::MAX));
-        assert_eq!(r, vec![rec(LockType::Write, 0, 49), rec(LockType::Read, 50, u64::MAX)]);
+        assert_eq!(
+            r,
+            vec![
+                rec(LockType::Write, 0, 49),
+                rec(LockType::Read, 50, u64::MAX)
+            ]
+        );
         assert_eq!(decode_plocks(&encode_plocks(&r)), r);
     }
 
     #[test]
     fn read_locks_share_write_locks_exclude() {
-        assert!(!conflicts(&rec(LockType::Read, 0, 10), &rec(LockType::Read, 5, 20)));
-        assert!(conflicts(&rec(LockType::Read, 0, 10), &rec(LockType::Write, 5, 20)));
-        assert!(!conflicts(&rec(LockType::Write, 0, 10), &rec(LockType::Write, 11, 20)));
+        assert!(!conflicts(
+            &rec(LockType::Read, 0, 10),
+            &rec(LockType::Read, 5, 20)
+        ));
+        assert!(conflicts(
+            &rec(LockType::Read, 0, 10),
+            &rec(LockType::Write, 5, 20)
+        ));
+        assert!(!conflicts(
+            &rec(LockType::Write, 0, 10),
+            &rec(LockType::Write, 11, 20)
+        ));
     }
 }

@@ -3,8 +3,8 @@
 //! reference) can share a database. This file holds the engine state, counters, format
 //! and sessions; the namespace, data and lock operations live in the sibling modules.
 
-pub mod db;
 mod data;
+pub mod db;
 mod locks;
 mod namespace;
 pub mod postgres;
@@ -46,7 +46,8 @@ macro_rules! txn {
 }
 pub(crate) use txn;
 
-pub const NODE_COLS: &str = "inode,type,flags,mode,uid,gid,atime,mtime,ctime,nlink,length,rdev,parent";
+pub const NODE_COLS: &str =
+    "inode,type,flags,mode,uid,gid,atime,mtime,ctime,nlink,length,rdev,parent";
 const INODE_BATCH: u64 = 100;
 const SLICE_BATCH: u64 = 1000;
 
@@ -79,8 +80,13 @@ pub(crate) fn align4k(len: u64) -> i64 {
 }
 
 pub(crate) fn attr_from_row(row: &[Val]) -> Result<(Ino, Attr)> {
-    let kind = FileKind::from_code(row[1].int()?)
-        .ok_or_else(|| MetaError::Corrupt(format!("inode {} has unknown type {:?}", row[0].int().unwrap_or(0), row[1])))?;
+    let kind = FileKind::from_code(row[1].int()?).ok_or_else(|| {
+        MetaError::Corrupt(format!(
+            "inode {} has unknown type {:?}",
+            row[0].int().unwrap_or(0),
+            row[1]
+        ))
+    })?;
     Ok((
         row[0].uint()?,
         Attr {
@@ -386,7 +392,9 @@ impl Meta for SqlMeta {
         });
         let rows = match rows {
             Ok(r) => r,
-            Err(MetaError::Db(e)) if e.contains("no such table") || e.contains("does not exist") => {
+            Err(MetaError::Db(e))
+                if e.contains("no such table") || e.contains("does not exist") =>
+            {
                 return Err(MetaError::NotFormatted("no jfs_setting table".into()));
             }
             Err(e) => return Err(e),
@@ -440,8 +448,11 @@ impl Meta for SqlMeta {
 
     async fn list_sessions(&self) -> Result<Vec<Session>> {
         let rows = txn!(self, false, |tx| {
-            tx.query("SELECT sid,heartbeat,info FROM jfs_session ORDER BY sid", &[])
-                .await
+            tx.query(
+                "SELECT sid,heartbeat,info FROM jfs_session ORDER BY sid",
+                &[],
+            )
+            .await
         })?;
         rows.into_iter()
             .map(|mut r| {
@@ -526,7 +537,10 @@ impl Meta for SqlMeta {
     async fn readlink(&self, ino: Ino) -> Result<String> {
         txn!(self, false, |tx| {
             let rows = tx
-                .query("SELECT target FROM jfs_symlink WHERE inode=?", &[ino.into()])
+                .query(
+                    "SELECT target FROM jfs_symlink WHERE inode=?",
+                    &[ino.into()],
+                )
                 .await?;
             match rows.into_iter().next() {
                 Some(mut r) => r.remove(0).text(),

@@ -16,7 +16,11 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) async fn get_edge(tx: &mut Tx, parent: Ino, name: &str) -> Result<Option<(Ino, FileKind)>> {
+pub(crate) async fn get_edge(
+    tx: &mut Tx,
+    parent: Ino,
+    name: &str,
+) -> Result<Option<(Ino, FileKind)>> {
     let rows = tx
         .query(
             "SELECT inode,type FROM jfs_edge WHERE parent=? AND name=?",
@@ -54,7 +58,11 @@ impl SqlMeta {
             }
             if name == ".." {
                 let p = dir_node(&mut tx, parent).await?;
-                let up = if parent == ROOT_INO { ROOT_INO } else { p.parent };
+                let up = if parent == ROOT_INO {
+                    ROOT_INO
+                } else {
+                    p.parent
+                };
                 return Ok((up, must_node(&mut tx, up).await?));
             }
             let rows = tx
@@ -72,7 +80,12 @@ impl SqlMeta {
         })
     }
 
-    pub(crate) async fn do_setattr(&self, ino: Ino, set: &SetAttr, _caller: Caller) -> Result<Attr> {
+    pub(crate) async fn do_setattr(
+        &self,
+        ino: Ino,
+        set: &SetAttr,
+        _caller: Caller,
+    ) -> Result<Attr> {
         self.check_writable()?;
         txn!(self, true, |tx| {
             let mut a = must_node(&mut tx, ino).await?;
@@ -164,7 +177,13 @@ impl SqlMeta {
 
     /// Drops one link of `ino` inside `tx`: deletes the inode and its data when none is
     /// left and no open handle of this session needs it, else marks it sustained.
-    async fn drop_link(&self, tx: &mut Tx, ino: Ino, a: &mut Attr, now: Nanos) -> Result<Vec<FreedSlice>> {
+    async fn drop_link(
+        &self,
+        tx: &mut Tx,
+        ino: Ino,
+        a: &mut Attr,
+        now: Nanos,
+    ) -> Result<Vec<FreedSlice>> {
         a.nlink = a.nlink.saturating_sub(1);
         a.ctime = now;
         if a.nlink > 0 {
@@ -192,9 +211,16 @@ impl SqlMeta {
     }
 
     /// Removes an unreferenced inode with its symlink, xattrs and chunks.
-    pub(crate) async fn delete_inode(&self, tx: &mut Tx, ino: Ino, a: &Attr) -> Result<Vec<FreedSlice>> {
-        tx.exec("DELETE FROM jfs_node WHERE inode=?", &[ino.into()]).await?;
-        tx.exec("DELETE FROM jfs_xattr WHERE inode=?", &[ino.into()]).await?;
+    pub(crate) async fn delete_inode(
+        &self,
+        tx: &mut Tx,
+        ino: Ino,
+        a: &Attr,
+    ) -> Result<Vec<FreedSlice>> {
+        tx.exec("DELETE FROM jfs_node WHERE inode=?", &[ino.into()])
+            .await?;
+        tx.exec("DELETE FROM jfs_xattr WHERE inode=?", &[ino.into()])
+            .await?;
         if a.kind == FileKind::Symlink {
             tx.exec("DELETE FROM jfs_symlink WHERE inode=?", &[ino.into()])
                 .await?;
@@ -204,16 +230,27 @@ impl SqlMeta {
         } else {
             Vec::new()
         };
-        let space = if a.kind == FileKind::File { align4k(a.length) } else { align4k(0) };
+        let space = if a.kind == FileKind::File {
+            align4k(a.length)
+        } else {
+            align4k(0)
+        };
         self.add_usage(-space, -1);
         Ok(freed)
     }
 
-    pub(crate) async fn do_unlink(&self, parent: Ino, name: &str, _caller: Caller) -> Result<Vec<FreedSlice>> {
+    pub(crate) async fn do_unlink(
+        &self,
+        parent: Ino,
+        name: &str,
+        _caller: Caller,
+    ) -> Result<Vec<FreedSlice>> {
         self.check_writable()?;
         txn!(self, true, |tx| {
             let mut p = dir_node(&mut tx, parent).await?;
-            let (ino, kind) = get_edge(&mut tx, parent, name).await?.ok_or(MetaError::NotFound)?;
+            let (ino, kind) = get_edge(&mut tx, parent, name)
+                .await?
+                .ok_or(MetaError::NotFound)?;
             if kind == FileKind::Dir {
                 return Err(MetaError::IsDir);
             }
@@ -241,12 +278,17 @@ impl SqlMeta {
         }
         txn!(self, true, |tx| {
             let mut p = dir_node(&mut tx, parent).await?;
-            let (ino, kind) = get_edge(&mut tx, parent, name).await?.ok_or(MetaError::NotFound)?;
+            let (ino, kind) = get_edge(&mut tx, parent, name)
+                .await?
+                .ok_or(MetaError::NotFound)?;
             if kind != FileKind::Dir {
                 return Err(MetaError::NotDir);
             }
             let child = tx
-                .query("SELECT name FROM jfs_edge WHERE parent=? LIMIT 1", &[ino.into()])
+                .query(
+                    "SELECT name FROM jfs_edge WHERE parent=? LIMIT 1",
+                    &[ino.into()],
+                )
                 .await?;
             if !child.is_empty() {
                 return Err(MetaError::NotEmpty);
@@ -280,8 +322,14 @@ impl SqlMeta {
         check_name(dname)?;
         txn!(self, true, |tx| {
             let mut spa = dir_node(&mut tx, sp).await?;
-            let (sino, skind) = get_edge(&mut tx, sp, sname).await?.ok_or(MetaError::NotFound)?;
-            let mut dpa = if dp == sp { spa.clone() } else { dir_node(&mut tx, dp).await? };
+            let (sino, skind) = get_edge(&mut tx, sp, sname)
+                .await?
+                .ok_or(MetaError::NotFound)?;
+            let mut dpa = if dp == sp {
+                spa.clone()
+            } else {
+                dir_node(&mut tx, dp).await?
+            };
             // Link-count changes of the two parents, applied once at the end (they may be
             // the same directory).
             let (mut sdelta, mut ddelta) = (0i64, 0i64);
@@ -333,7 +381,10 @@ impl SqlMeta {
                             return Err(MetaError::IsDir);
                         }
                         let child = tx
-                            .query("SELECT name FROM jfs_edge WHERE parent=? LIMIT 1", &[dino.into()])
+                            .query(
+                                "SELECT name FROM jfs_edge WHERE parent=? LIMIT 1",
+                                &[dino.into()],
+                            )
                             .await?;
                         if !child.is_empty() {
                             return Err(MetaError::NotEmpty);
@@ -415,7 +466,12 @@ impl SqlMeta {
             p.ctime = now;
             tx.exec(
                 "INSERT INTO jfs_edge (parent,name,inode,type) VALUES (?,?,?,?)",
-                &[parent.into(), name.into(), ino.into(), (a.kind as i64).into()],
+                &[
+                    parent.into(),
+                    name.into(),
+                    ino.into(),
+                    (a.kind as i64).into(),
+                ],
             )
             .await?;
             update_node(&mut tx, ino, &a).await?;
@@ -454,11 +510,15 @@ impl SqlMeta {
                 }
             } else {
                 let rows = tx
-                    .query("SELECT name,inode,type FROM jfs_edge WHERE parent=?", &[ino.into()])
+                    .query(
+                        "SELECT name,inode,type FROM jfs_edge WHERE parent=?",
+                        &[ino.into()],
+                    )
                     .await?;
                 for mut r in rows {
-                    let kind = FileKind::from_code(r[2].int()?)
-                        .ok_or_else(|| MetaError::Corrupt("directory entry of unknown type".into()))?;
+                    let kind = FileKind::from_code(r[2].int()?).ok_or_else(|| {
+                        MetaError::Corrupt("directory entry of unknown type".into())
+                    })?;
                     let child = r[1].uint()?;
                     out.push(DirEntry {
                         name: r.remove(0).text()?,

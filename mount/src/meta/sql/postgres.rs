@@ -25,13 +25,12 @@ struct PgConn {
 }
 
 fn db_err(e: tokio_postgres::Error) -> MetaError {
-    if let Some(code) = e.code() {
-        if *code == SqlState::T_R_SERIALIZATION_FAILURE
+    if let Some(code) = e.code()
+        && (*code == SqlState::T_R_SERIALIZATION_FAILURE
             || *code == SqlState::T_R_DEADLOCK_DETECTED
-            || *code == SqlState::UNIQUE_VIOLATION
-        {
-            return MetaError::Conflict(e.to_string());
-        }
+            || *code == SqlState::UNIQUE_VIOLATION)
+    {
+        return MetaError::Conflict(e.to_string());
     }
     MetaError::Db(format!("postgres: {}", describe(&e)))
 }
@@ -129,12 +128,27 @@ fn row_vals(r: &tokio_postgres::Row) -> Result<Row> {
     for (i, col) in r.columns().iter().enumerate() {
         let conv = |e: tokio_postgres::Error| MetaError::Db(format!("postgres: {e}"));
         let v = match *col.type_() {
-            Type::INT2 => r.try_get::<_, Option<i16>>(i).map_err(conv)?.map(|v| Val::Int(v as i64)),
-            Type::INT4 => r.try_get::<_, Option<i32>>(i).map_err(conv)?.map(|v| Val::Int(v as i64)),
+            Type::INT2 => r
+                .try_get::<_, Option<i16>>(i)
+                .map_err(conv)?
+                .map(|v| Val::Int(v as i64)),
+            Type::INT4 => r
+                .try_get::<_, Option<i32>>(i)
+                .map_err(conv)?
+                .map(|v| Val::Int(v as i64)),
             Type::INT8 => r.try_get::<_, Option<i64>>(i).map_err(conv)?.map(Val::Int),
-            Type::BOOL => r.try_get::<_, Option<bool>>(i).map_err(conv)?.map(|v| Val::Int(v as i64)),
-            Type::BYTEA => r.try_get::<_, Option<Vec<u8>>>(i).map_err(conv)?.map(Val::Blob),
-            _ => r.try_get::<_, Option<String>>(i).map_err(conv)?.map(Val::Text),
+            Type::BOOL => r
+                .try_get::<_, Option<bool>>(i)
+                .map_err(conv)?
+                .map(|v| Val::Int(v as i64)),
+            Type::BYTEA => r
+                .try_get::<_, Option<Vec<u8>>>(i)
+                .map_err(conv)?
+                .map(Val::Blob),
+            _ => r
+                .try_get::<_, Option<String>>(i)
+                .map_err(conv)?
+                .map(Val::Text),
         };
         row.push(v.unwrap_or(Val::Null));
     }
@@ -146,7 +160,11 @@ impl PgConn {
         if let Some(s) = self.stmts.get(sql) {
             return Ok(s.clone());
         }
-        let st = self.client.prepare(&placeholders(sql)).await.map_err(db_err)?;
+        let st = self
+            .client
+            .prepare(&placeholders(sql))
+            .await
+            .map_err(db_err)?;
         self.stmts.insert(sql.to_string(), st.clone());
         Ok(st)
     }
@@ -172,7 +190,10 @@ impl SqlDb for PgDb {
             conn.in_txn = false;
         }
         if conn.in_txn {
-            conn.client.batch_execute("ROLLBACK").await.map_err(db_err)?;
+            conn.client
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(db_err)?;
         }
         let begin = if write {
             "BEGIN ISOLATION LEVEL REPEATABLE READ"
@@ -193,17 +214,31 @@ fn params(args: &[Val]) -> Vec<&(dyn ToSql + Sync)> {
 impl Txn for PgTxn {
     async fn query(&mut self, sql: &str, args: &[Val]) -> Result<Vec<Row>> {
         let st = self.conn.statement(sql).await?;
-        let rows = self.conn.client.query(&st, &params(args)).await.map_err(db_err)?;
+        let rows = self
+            .conn
+            .client
+            .query(&st, &params(args))
+            .await
+            .map_err(db_err)?;
         rows.iter().map(row_vals).collect()
     }
 
     async fn exec(&mut self, sql: &str, args: &[Val]) -> Result<u64> {
         let st = self.conn.statement(sql).await?;
-        self.conn.client.execute(&st, &params(args)).await.map_err(db_err)
+        self.conn
+            .client
+            .execute(&st, &params(args))
+            .await
+            .map_err(db_err)
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        let r = self.conn.client.batch_execute("COMMIT").await.map_err(db_err);
+        let r = self
+            .conn
+            .client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(db_err);
         if r.is_ok() {
             self.conn.in_txn = false;
         }
@@ -211,7 +246,11 @@ impl Txn for PgTxn {
     }
 
     async fn rollback(mut self: Box<Self>) -> Result<()> {
-        self.conn.client.batch_execute("ROLLBACK").await.map_err(db_err)?;
+        self.conn
+            .client
+            .batch_execute("ROLLBACK")
+            .await
+            .map_err(db_err)?;
         self.conn.in_txn = false;
         Ok(())
     }

@@ -30,15 +30,18 @@ impl SqliteDb {
     pub fn open(path: &str, read_only: bool, create: bool) -> Result<SqliteDb> {
         let p = std::path::Path::new(path);
         if !create && !p.exists() {
-            return Err(MetaError::NotFormatted(format!("database {path} does not exist")));
+            return Err(MetaError::NotFormatted(format!(
+                "database {path} does not exist"
+            )));
         }
-        if let Some(dir) = p.parent() {
-            if !dir.as_os_str().is_empty() && !dir.exists() {
-                return Err(MetaError::Db(format!(
-                    "sqlite: directory {} of database {path} does not exist",
-                    dir.display()
-                )));
-            }
+        if let Some(dir) = p.parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.exists()
+        {
+            return Err(MetaError::Db(format!(
+                "sqlite: directory {} of database {path} does not exist",
+                dir.display()
+            )));
         }
         let mut flags = if read_only {
             OpenFlags::SQLITE_OPEN_READ_ONLY

@@ -39,7 +39,13 @@ impl SqlMeta {
         })
     }
 
-    pub(crate) async fn do_setxattr(&self, ino: Ino, name: &str, value: &[u8], flags: i32) -> Result<()> {
+    pub(crate) async fn do_setxattr(
+        &self,
+        ino: Ino,
+        name: &str,
+        value: &[u8],
+        flags: i32,
+    ) -> Result<()> {
         self.check_writable()?;
         check_xattr_name(name)?;
         if value.len() > 65536 {
