@@ -39,30 +39,38 @@ async fn two_clients(b: Backend) -> Option<(Volume, Arc<dyn Meta>, Arc<dyn Meta>
     Some((v, a, b))
 }
 
+/// Creates `name` in the root with one committed slice of `size` bytes.
+async fn file_with_slice(m: &Arc<dyn Meta>, name: &str, size: u32) -> (u64, u64) {
+    let (ino, _) = m
+        .mknod(
+            ROOT_INO,
+            name,
+            FileKind::File,
+            0o644,
+            0,
+            None,
+            Caller::default(),
+        )
+        .await
+        .unwrap();
+    let id = m.new_slice_id().await.unwrap();
+    let s = Slice {
+        pos: 0,
+        id,
+        size,
+        off: 0,
+        len: size,
+    };
+    m.write_slice(ino, 0, s, 0).await.unwrap();
+    (ino, id)
+}
+
 async fn sessions_locks_and_sustained(backend: Backend) {
     let Some((_v, a, b)) = two_clients(backend).await else {
         return;
     };
     let c = Caller::default();
-    let (ino, _) = a
-        .mknod(ROOT_INO, "f", FileKind::File, 0o644, 0, None, c)
-        .await
-        .unwrap();
-    let id = a.new_slice_id().await.unwrap();
-    a.write_slice(
-        ino,
-        0,
-        Slice {
-            pos: 0,
-            id,
-            size: 100,
-            off: 0,
-            len: 100,
-        },
-        0,
-    )
-    .await
-    .unwrap();
+    let (ino, id) = file_with_slice(&a, "f", 100).await;
 
     // POSIX locks conflict across sessions; flock too.
     let w = PlockRecord {
@@ -204,25 +212,7 @@ async fn delfile_queue_from_the_reference(backend: Backend) {
         return;
     };
     let c = Caller::default();
-    let (ino, _) = a
-        .mknod(ROOT_INO, "f", FileKind::File, 0o644, 0, None, c)
-        .await
-        .unwrap();
-    let id = a.new_slice_id().await.unwrap();
-    a.write_slice(
-        ino,
-        0,
-        Slice {
-            pos: 0,
-            id,
-            size: 5000,
-            off: 0,
-            len: 5000,
-        },
-        0,
-    )
-    .await
-    .unwrap();
+    let (ino, id) = file_with_slice(&a, "f", 5000).await;
     // What JuiceFS 0.14 leaves behind when it unlinks a file and dies before the data is
     // deleted: the node is gone, the chunks and a jfs_delfile row remain.
     let sql = format!(
