@@ -1,0 +1,257 @@
+//! Settings resolution, hash stability and the built container, from realistic objects.
+
+use jfs_mountspec::container::{ContainerParams, Placement, mount_container, script, secret_copy_data};
+use jfs_mountspec::setting::{DEFAULT_IMAGE, Inputs, quantity_bytes, resolve};
+use jfs_mountspec::{GlobalConfig, MountSetting, SpecError};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+fn pv(attrs: serde_json::Value, extra: serde_json::Value) -> PersistentVolume {
+    let mut v = json!({
+        "metadata": {"name": "pv-data"},
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            "capacity": {"storage": "10Gi"},
+            "mountOptions": ["cache-size=2048", "allow_other"],
+            "csi": {
+                "driver": "csi.juicefs.com",
+                "volumeHandle": "pv-data",
+                "nodePublishSecretRef": {"name": "jfs-secret", "namespace": "team"},
+                "volumeAttributes": attrs
+            }
+        }
+    });
+    merge(&mut v, extra);
+    serde_json::from_value(v).unwrap()
+}
+
+fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
+    if let (Some(a), serde_json::Value::Object(b)) = (a.as_object_mut(), &b) {
+        for (k, v) in b {
+            match a.get_mut(k) {
+                Some(x) if x.is_object() && v.is_object() => merge(x, v.clone()),
+                _ => {
+                    a.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+}
+
+fn pvc(annotations: serde_json::Value) -> PersistentVolumeClaim {
+    serde_json::from_value(json!({
+        "metadata": {"name": "data", "namespace": "team", "uid": "u-1", "labels": {"team": "ml"}, "annotations": annotations},
+        "spec": {"storageClassName": "jfs", "volumeName": "pv-data", "resources": {"requests": {"storage": "10Gi"}}}
+    }))
+    .unwrap()
+}
+
+fn secret() -> BTreeMap<String, Vec<u8>> {
+    [
+        ("name", "myjfs"),
+        ("metaurl", "redis://:s3cretpw@redis:6379/1"),
+        ("storage", "s3"),
+        ("bucket", "http://minio:9000/bkt"),
+        ("access-key", "AKIAEXAMPLE"),
+        ("secret-key", "wJalrSECRETKEY"),
+        ("envs", "{TZ: Asia/Shanghai}"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+    .collect()
+}
+
+fn setting_with(
+    secret_data: &BTreeMap<String, Vec<u8>>,
+    pv: &PersistentVolume,
+    pvc: &PersistentVolumeClaim,
+    cfg: &GlobalConfig,
+) -> Result<MountSetting, SpecError> {
+    resolve(&Inputs {
+        secret_id: "team/jfs-secret",
+        secret_data,
+        pv,
+        pvc,
+        node_labels: &BTreeMap::new(),
+        config: cfg,
+        default_image: DEFAULT_IMAGE,
+    })
+}
+
+fn base() -> MountSetting {
+    setting_with(&secret(), &pv(json!({}), json!({})), &pvc(json!({})), &GlobalConfig::default()).unwrap()
+}
+
+#[test]
+fn volume_context_annotations_and_patches_resolve_in_order() {
+    let attrs = json!({
+        "mountOptions": "buffer-size=300,subdir=/base",
+        "subPath": "pvc-123",
+        "juicefs/mount-image": "example/mount:pv",
+        "juicefs/mount-cpu-limit": "3",
+        "juicefs/mount-memory-request": "0",
+        "juicefs/mount-labels": "{app: jfs}",
+        "juicefs/mount-annotations": "{\"note\": \"x\"}",
+        "juicefs/mount-delete-delay": "1h30m",
+        "juicefs/clean-cache": "true"
+    });
+    let claim = pvc(json!({
+        "juicefs/mount-memory-limit": "6Gi",
+        "juicefs/mount-image": "attacker/image:latest"
+    }));
+    let cfg = GlobalConfig::parse(
+        "mountPodPatch:\n  - pvcSelector: {matchLabels: {team: ml}}\n    mountOptions: [\"cache-size=4096\"]\n    labels: {patched: \"yes\"}\n",
+    )
+    .unwrap();
+    let s = setting_with(&secret(), &pv(attrs, json!({})), &claim, &cfg).unwrap();
+    assert_eq!(s.image, "example/mount:pv", "PVC annotations may not pick the image");
+    let opts: Vec<String> = s.options.iter().map(ToString::to_string).collect();
+    assert_eq!(opts, ["allow_other", "buffer-size=300", "subdir=/base/pvc-123", "cache-size=4096"]);
+    let r = &s.resources;
+    assert_eq!(r.limits.as_ref().unwrap()["cpu"].0, "3");
+    assert_eq!(r.limits.as_ref().unwrap()["memory"].0, "6Gi", "PVC resource annotations apply");
+    assert!(!r.requests.as_ref().unwrap().contains_key("memory"), "0 means no request");
+    assert_eq!(r.requests.as_ref().unwrap()["cpu"].0, "1");
+    assert_eq!(s.labels["app"], "jfs");
+    assert_eq!(s.labels["patched"], "yes");
+    assert_eq!(s.annotations["note"], "x");
+    assert_eq!(s.delete_delay.as_deref(), Some("1h30m"));
+    assert!(s.clean_cache);
+    assert_eq!(s.capacity, Some(10 << 30));
+    assert!(!s.read_only);
+}
+
+#[test]
+fn read_only_many_mounts_read_only() {
+    let p = pv(json!({}), json!({"spec": {"accessModes": ["ReadOnlyMany"]}}));
+    let s = setting_with(&secret(), &p, &pvc(json!({})), &GlobalConfig::default()).unwrap();
+    assert!(s.read_only);
+    assert!(s.option("ro").is_some());
+}
+
+#[test]
+fn hash_is_stable_and_moves_with_every_setting() {
+    let h = base().hash();
+    assert_eq!(h.len(), 63);
+    assert_eq!(h, base().hash(), "same inputs, same hash");
+    let mut changed_secret = secret();
+    changed_secret.insert("secret-key".into(), b"rotated".to_vec());
+    let variants = [
+        setting_with(&changed_secret, &pv(json!({}), json!({})), &pvc(json!({})), &GlobalConfig::default()),
+        setting_with(&secret(), &pv(json!({"mountOptions": "cache-size=1"}), json!({})), &pvc(json!({})), &GlobalConfig::default()),
+        setting_with(&secret(), &pv(json!({"juicefs/mount-image": "x/y:z"}), json!({})), &pvc(json!({})), &GlobalConfig::default()),
+        setting_with(&secret(), &pv(json!({}), json!({})), &pvc(json!({"juicefs/mount-cpu-limit": "4"})), &GlobalConfig::default()),
+        setting_with(
+            &secret(),
+            &pv(json!({}), json!({})),
+            &pvc(json!({})),
+            &GlobalConfig::parse("mountPodPatch:\n  - env: [{name: A, value: b}]\n").unwrap(),
+        ),
+    ];
+    for (i, v) in variants.into_iter().enumerate() {
+        assert_ne!(v.unwrap().hash(), h, "variant {i} must change the hash");
+    }
+}
+
+#[test]
+fn bad_settings_are_refused_with_the_fix() {
+    let e = |attrs: serde_json::Value| {
+        setting_with(&secret(), &pv(attrs, json!({})), &pvc(json!({})), &GlobalConfig::default())
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(e(json!({"mountOptions": "debug foreground"})).contains("comma-separated: debug,foreground"));
+    assert!(e(json!({"mountOptions": "metrics=0.0.0.0:1"})).contains("set by the driver"));
+    assert!(e(json!({"juicefs/mount-cpu-limit": "lots"})).contains("not a quantity"));
+    assert!(e(json!({"juicefs/mount-delete-delay": "soon"})).contains("not a duration"));
+    assert!(e(json!({"subPath": "../../etc"})).contains("must not contain '..'"));
+    assert!(e(json!({"juicefs/mount-labels": "[1]"})).contains("must be a map"));
+    let not_ours = pv(json!({}), json!({"spec": {"csi": {"driver": "ebs.csi.aws.com"}}}));
+    let err = setting_with(&secret(), &not_ours, &pvc(json!({})), &GlobalConfig::default()).unwrap_err();
+    assert!(err.to_string().contains("is not a csi.juicefs.com volume"));
+}
+
+#[test]
+fn quantities() {
+    assert_eq!(quantity_bytes("1Gi"), Some(1 << 30));
+    assert_eq!(quantity_bytes("500M"), Some(500_000_000));
+    assert_eq!(quantity_bytes("1.5Ki"), Some(1536));
+    assert_eq!(quantity_bytes("100"), Some(100));
+    assert_eq!(quantity_bytes("1e3"), Some(1000));
+    assert_eq!(quantity_bytes("abc"), None);
+}
+
+fn params(placement: Placement) -> ContainerParams {
+    ContainerParams {
+        name: "jfs-mount".into(),
+        mount_path: "/jfs/u-1".into(),
+        volume_name: "data".into(),
+        secret_name: "data-jfs-secret".into(),
+        metrics_port: 9567,
+        metrics_port_name: "metrics".into(),
+        placement,
+    }
+}
+
+#[test]
+fn containers_carry_no_credentials_and_probe_the_mount() {
+    let s = base();
+    for placement in [Placement::NativeSidecar, Placement::ClassicSidecar, Placement::MountPod] {
+        let c = mount_container(&s, &params(placement));
+        let text = serde_json::to_string(&c).unwrap();
+        for secret in ["s3cretpw", "AKIAEXAMPLE", "wJalrSECRETKEY", "Asia/Shanghai"] {
+            assert!(!text.contains(secret), "{secret} leaked into the {placement:?} container");
+        }
+        let env: Vec<(String, String)> = c
+            .env
+            .iter()
+            .flatten()
+            .map(|e| {
+                let r = e.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+                (e.name.clone(), format!("{}/{}", r.name, r.key))
+            })
+            .collect();
+        assert_eq!(
+            env,
+            [
+                ("metaurl".to_string(), "data-jfs-secret/metaurl".to_string()),
+                ("ACCESS_KEY".into(), "data-jfs-secret/access-key".into()),
+                ("SECRET_KEY".into(), "data-jfs-secret/secret-key".into()),
+                ("TZ".into(), "data-jfs-secret/envs.TZ".into()),
+            ]
+        );
+        assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 9567);
+        assert_eq!(c.security_context.as_ref().unwrap().privileged, Some(true));
+        let m = &c.volume_mounts.as_ref().unwrap()[0];
+        assert_eq!((m.mount_path.as_str(), m.mount_propagation.as_deref()), ("/jfs/u-1", Some("Bidirectional")));
+        match placement {
+            Placement::NativeSidecar => {
+                assert_eq!(c.restart_policy.as_deref(), Some("Always"));
+                let p = c.startup_probe.as_ref().unwrap();
+                assert_eq!(p.exec.as_ref().unwrap().command.as_ref().unwrap(), &["juicefs", "probe", "/jfs/u-1"]);
+                assert_eq!((p.period_seconds, p.failure_threshold), (Some(1), Some(60)));
+            }
+            Placement::ClassicSidecar => {
+                assert!(c.restart_policy.is_none());
+                let ps = c.lifecycle.as_ref().unwrap().post_start.as_ref().unwrap();
+                assert!(ps.exec.as_ref().unwrap().command.as_ref().unwrap().contains(&"--wait".to_string()));
+            }
+            Placement::MountPod => assert!(c.startup_probe.is_none() && c.lifecycle.is_none()),
+        }
+    }
+    let sc = script(&s, &params(Placement::NativeSidecar));
+    assert_eq!(
+        sc,
+        "set -e\njuicefs format --no-update --storage 's3' --bucket 'http://minio:9000/bkt' env:metaurl 'myjfs'\n\
+         exec juicefs mount env:metaurl '/jfs/u-1' -o 'allow_other,metrics=0.0.0.0:9567,cache-size=2048'"
+    );
+}
+
+#[test]
+fn the_secret_copy_holds_what_the_env_reads() {
+    let copy = secret_copy_data(&secret());
+    let keys: Vec<&str> = copy.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["access-key", "envs.TZ", "metaurl", "secret-key"]);
+    assert_eq!(copy["envs.TZ"], b"Asia/Shanghai");
+}
