@@ -29,11 +29,21 @@ pub enum Cmd {
     Umount(UmountArgs),
     /// Show a volume's settings (secrets removed) and its client sessions.
     Status(StatusArgs),
+    /// Exit 0 only when MOUNTPOINT is a live mount of this client (startup probes).
+    Probe(ProbeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    pub mountpoint: String,
+    /// Keep trying for this many seconds.
+    #[arg(long)]
+    pub wait: Option<u64>,
 }
 
 #[derive(Args, Debug)]
 pub struct FormatArgs {
-    /// Metadata engine URL, e.g. sqlite3:///var/lib/jfs/meta.db
+    /// Metadata engine URL, e.g. sqlite3:///var/lib/jfs/meta.db (or env:VAR to read it from VAR)
     pub meta_url: String,
     /// Volume name: 3-63 letters, digits and '-'.
     pub name: String,
@@ -161,7 +171,10 @@ pub fn main_with(argv: Vec<String>) -> ExitCode {
         return match parse_helper_args(&argv[1..]) {
             Ok((meta, mp, opts)) => {
                 crate::logging::init(opts.debug, false);
-                commands::mount::run(&meta, &mp, opts)
+                match commands::meta_url(&meta) {
+                    Ok(meta) => commands::mount::run(&meta, &mp, opts),
+                    Err(e) => fail(e),
+                }
             }
             Err(e) => fail(e),
         };
@@ -181,22 +194,33 @@ pub fn main_with(argv: Vec<String>) -> ExitCode {
         }
     };
     match cli.cmd {
-        Cmd::Format(a) => {
+        Cmd::Format(mut a) => {
             crate::logging::init(cli.verbose, cli.log_json);
-            commands::format::run(a)
+            match commands::meta_url(&a.meta_url) {
+                Ok(m) => {
+                    a.meta_url = m;
+                    commands::format::run(a)
+                }
+                Err(e) => fail(e),
+            }
         }
-        Cmd::Mount(a) => match a.to_options() {
-            Ok(mut o) => {
+        Cmd::Mount(a) => match (a.to_options(), commands::meta_url(&a.meta_url)) {
+            (Ok(mut o), Ok(meta)) => {
                 o.debug |= cli.verbose;
                 crate::logging::init(o.debug, cli.log_json);
-                commands::mount::run(&a.meta_url, &a.mountpoint, o)
+                commands::mount::run(&meta, &a.mountpoint, o)
             }
-            Err(e) => fail(e),
+            (Err(e), _) => fail(e),
+            (_, Err(e)) => fail(e),
         },
         Cmd::Umount(a) => commands::umount::run(&a.mountpoint, a.force),
         Cmd::Status(a) => {
             crate::logging::init(cli.verbose, cli.log_json);
-            commands::status::run(&a.meta_url)
+            match commands::meta_url(&a.meta_url) {
+                Ok(m) => commands::status::run(&m),
+                Err(e) => fail(e),
+            }
         }
+        Cmd::Probe(a) => commands::probe::run(&a.mountpoint, a.wait),
     }
 }

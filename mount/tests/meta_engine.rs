@@ -70,7 +70,7 @@ async fn sessions_locks_and_sustained(backend: Backend) {
         return;
     };
     let c = Caller::default();
-    let (ino, id) = file_with_slice(&a, "f", 100).await;
+    let (ino, _) = file_with_slice(&a, "f", 100).await;
 
     // POSIX locks conflict across sessions; flock too.
     let w = PlockRecord {
@@ -211,7 +211,6 @@ async fn delfile_queue_from_the_reference(backend: Backend) {
     let Some((v, a, _b)) = two_clients(backend).await else {
         return;
     };
-    let c = Caller::default();
     let (ino, id) = file_with_slice(&a, "f", 5000).await;
     // What JuiceFS 0.14 leaves behind when it unlinks a file and dies before the data is
     // deleted: the node is gone, the chunks and a jfs_delfile row remain.

@@ -3,7 +3,9 @@
 //! Unknown keys are refused (a typo must not silently do nothing).
 
 use crate::{SpecError, invalid};
-use k8s_openapi::api::core::v1::{EnvVar, Lifecycle, Probe, ResourceRequirements, Volume, VolumeDevice, VolumeMount};
+use k8s_openapi::api::core::v1::{
+    EnvVar, Lifecycle, Probe, ResourceRequirements, Volume, VolumeDevice, VolumeMount,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -78,7 +80,15 @@ pub struct MountPodPatch {
 }
 
 /// Volume names the builder uses itself.
-const RESERVED_VOLUME_PREFIXES: &[&str] = &["jfs-", "rsa-key", "init-config", "config-", "updatedb", "update-db", "cachedir-"];
+const RESERVED_VOLUME_PREFIXES: &[&str] = &[
+    "jfs-",
+    "rsa-key",
+    "init-config",
+    "config-",
+    "updatedb",
+    "update-db",
+    "cachedir-",
+];
 
 impl GlobalConfig {
     /// Parses and validates `config.yaml`; errors name the entry and field.
@@ -86,18 +96,35 @@ impl GlobalConfig {
         if yaml.trim().is_empty() {
             return Ok(GlobalConfig::default());
         }
-        let c: GlobalConfig = serde_norway::from_str(yaml)
-            .map_err(|e| invalid(format!("ConfigMap {CONFIGMAP_NAME} key {CONFIGMAP_KEY}"), e.to_string()))?;
+        let c: GlobalConfig = serde_norway::from_str(yaml).map_err(|e| {
+            invalid(
+                format!("ConfigMap {CONFIGMAP_NAME} key {CONFIGMAP_KEY}"),
+                e.to_string(),
+            )
+        })?;
         for (i, p) in c.mount_pod_patch.iter().enumerate() {
-            p.validate().map_err(|why| invalid(format!("ConfigMap {CONFIGMAP_NAME}: mountPodPatch[{i}]"), why))?;
+            p.validate().map_err(|why| {
+                invalid(
+                    format!("ConfigMap {CONFIGMAP_NAME}: mountPodPatch[{i}]"),
+                    why,
+                )
+            })?;
         }
         Ok(c)
     }
 
     /// The patches selecting this PVC and node, merged in list order (later wins).
-    pub fn patch_for(&self, pvc: &PvcFacts, node_labels: &BTreeMap<String, String>) -> MountPodPatch {
+    pub fn patch_for(
+        &self,
+        pvc: &PvcFacts,
+        node_labels: &BTreeMap<String, String>,
+    ) -> MountPodPatch {
         let mut out = MountPodPatch::default();
-        for p in self.mount_pod_patch.iter().filter(|p| p.selects(pvc, node_labels)) {
+        for p in self
+            .mount_pod_patch
+            .iter()
+            .filter(|p| p.selects(pvc, node_labels))
+        {
             out.merge(p);
         }
         out
@@ -135,18 +162,34 @@ fn labels_match(
 
 impl MountPodPatch {
     fn validate(&self) -> Result<(), String> {
-        let names: Vec<&str> = self.volumes.iter().flatten().map(|v| v.name.as_str()).collect();
-        if let Some(bad) = names.iter().find(|n| RESERVED_VOLUME_PREFIXES.iter().any(|p| n.starts_with(p))) {
-            return Err(format!("volume name {bad:?} is reserved for the driver's own volumes"));
+        let names: Vec<&str> = self
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.name.as_str())
+            .collect();
+        if let Some(bad) = names
+            .iter()
+            .find(|n| RESERVED_VOLUME_PREFIXES.iter().any(|p| n.starts_with(p)))
+        {
+            return Err(format!(
+                "volume name {bad:?} is reserved for the driver's own volumes"
+            ));
         }
         for m in self.volume_mounts.iter().flatten() {
             if !names.contains(&m.name.as_str()) {
-                return Err(format!("volumeMounts: {:?} names no volume of this patch", m.name));
+                return Err(format!(
+                    "volumeMounts: {:?} names no volume of this patch",
+                    m.name
+                ));
             }
         }
         for d in self.volume_devices.iter().flatten() {
             if !names.contains(&d.name.as_str()) {
-                return Err(format!("volumeDevices: {:?} names no volume of this patch", d.name));
+                return Err(format!(
+                    "volumeDevices: {:?} names no volume of this patch",
+                    d.name
+                ));
             }
         }
         for e in self.env.iter().flatten() {
@@ -162,16 +205,26 @@ impl MountPodPatch {
                 "HostPath" => c.path.is_some(),
                 "PVC" => c.name.is_some(),
                 "EmptyDir" => true,
-                other => return Err(format!("cacheDirs[{i}]: type {other:?} is not HostPath, PVC or EmptyDir")),
+                other => {
+                    return Err(format!(
+                        "cacheDirs[{i}]: type {other:?} is not HostPath, PVC or EmptyDir"
+                    ));
+                }
             };
             if !ok {
-                return Err(format!("cacheDirs[{i}]: type {} needs {}", c.kind, if c.kind == "HostPath" { "path" } else { "name" }));
+                return Err(format!(
+                    "cacheDirs[{i}]: type {} needs {}",
+                    c.kind,
+                    if c.kind == "HostPath" { "path" } else { "name" }
+                ));
             }
         }
-        if let Some(p) = &self.image_pull_policy {
-            if !matches!(p.as_str(), "Always" | "IfNotPresent" | "Never") {
-                return Err(format!("imagePullPolicy {p:?} is not Always, IfNotPresent or Never"));
-            }
+        if let Some(p) = &self.image_pull_policy
+            && !matches!(p.as_str(), "Always" | "IfNotPresent" | "Never")
+        {
+            return Err(format!(
+                "imagePullPolicy {p:?} is not Always, IfNotPresent or Never"
+            ));
         }
         Ok(())
     }
@@ -186,12 +239,20 @@ impl MountPodPatch {
                     // As in the Go driver, a storage class selector alone decides.
                     pvc.storage_class.as_ref() == Some(sc)
                 } else {
-                    labels_match(Some(&s.match_labels), Some(&s.match_expressions), &pvc.labels)
+                    labels_match(
+                        Some(&s.match_labels),
+                        Some(&s.match_expressions),
+                        &pvc.labels,
+                    )
                 }
             }
         };
         let node_ok = self.node_selector.as_ref().is_none_or(|n| {
-            labels_match(n.match_labels.as_ref(), n.match_expressions.as_deref(), node_labels)
+            labels_match(
+                n.match_labels.as_ref(),
+                n.match_expressions.as_deref(),
+                node_labels,
+            )
         });
         pvc_ok && node_ok
     }
@@ -201,10 +262,25 @@ impl MountPodPatch {
             ($($f:ident),*) => {$( if p.$f.is_some() { self.$f = p.$f.clone(); } )*};
         }
         take!(
-            ce_mount_image, ee_mount_image, image_pull_policy, labels, annotations, host_network,
-            host_pid, liveness_probe, readiness_probe, startup_probe, lifecycle, resources,
-            termination_grace_period_seconds, volumes, volume_mounts, volume_devices, env,
-            mount_options, cache_dirs
+            ce_mount_image,
+            ee_mount_image,
+            image_pull_policy,
+            labels,
+            annotations,
+            host_network,
+            host_pid,
+            liveness_probe,
+            readiness_probe,
+            startup_probe,
+            lifecycle,
+            resources,
+            termination_grace_period_seconds,
+            volumes,
+            volume_mounts,
+            volume_devices,
+            env,
+            mount_options,
+            cache_dirs
         );
     }
 }
@@ -235,7 +311,10 @@ mountPodPatch:
     fn pvc(labels: &[(&str, &str)], sc: Option<&str>) -> PvcFacts {
         PvcFacts {
             name: "data".into(),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             storage_class: sc.map(str::to_string),
         }
     }
@@ -250,25 +329,51 @@ mountPodPatch:
         assert_eq!(p.mount_options, Some(vec!["cache-size=100".to_string()]));
         assert!(p.resources.is_none() && p.annotations.is_none());
         let p = c.patch_for(&pvc(&[("team", "ml")], Some("fast")), &none);
-        assert_eq!(p.mount_options.as_ref().unwrap().len(), 2, "later entry replaces");
+        assert_eq!(
+            p.mount_options.as_ref().unwrap().len(),
+            2,
+            "later entry replaces"
+        );
         assert!(p.resources.is_some());
         assert_eq!(p.annotations.as_ref().unwrap()["a"], "b");
         let z1: BTreeMap<_, _> = [("zone".to_string(), "z1".to_string())].into();
-        assert_eq!(c.patch_for(&pvc(&[], None), &z1).ce_mount_image.as_deref(), Some("example/mount:z1"));
+        assert_eq!(
+            c.patch_for(&pvc(&[], None), &z1).ce_mount_image.as_deref(),
+            Some("example/mount:z1")
+        );
     }
 
     #[test]
     fn bad_configs_name_the_entry_and_field() {
-        let e = GlobalConfig::parse("mountPodPatches: []").unwrap_err().to_string();
-        assert!(e.contains("unknown field") && e.contains("mountPodPatches"), "{e}");
-        let e = GlobalConfig::parse("mountPodPatch:\n  - volumes: [{name: jfs-dir, emptyDir: {}}]").unwrap_err().to_string();
-        assert!(e.contains("mountPodPatch[0]") && e.contains("reserved"), "{e}");
-        let e = GlobalConfig::parse("mountPodPatch:\n  - volumeMounts: [{name: x, mountPath: /x}]").unwrap_err().to_string();
+        let e = GlobalConfig::parse("mountPodPatches: []")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown field") && e.contains("mountPodPatches"),
+            "{e}"
+        );
+        let e = GlobalConfig::parse("mountPodPatch:\n  - volumes: [{name: jfs-dir, emptyDir: {}}]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mountPodPatch[0]") && e.contains("reserved"),
+            "{e}"
+        );
+        let e = GlobalConfig::parse("mountPodPatch:\n  - volumeMounts: [{name: x, mountPath: /x}]")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("names no volume"), "{e}");
-        let e = GlobalConfig::parse("mountPodPatch:\n  - mountOptions: [\"debug foreground\"]").unwrap_err().to_string();
+        let e = GlobalConfig::parse("mountPodPatch:\n  - mountOptions: [\"debug foreground\"]")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("comma-separated: debug,foreground"), "{e}");
-        let e = GlobalConfig::parse("mountPodPatch:\n  - cacheDirs: [{type: PVC}]").unwrap_err().to_string();
-        assert!(e.contains("cacheDirs[0]") && e.contains("needs name"), "{e}");
+        let e = GlobalConfig::parse("mountPodPatch:\n  - cacheDirs: [{type: PVC}]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cacheDirs[0]") && e.contains("needs name"),
+            "{e}"
+        );
         assert_eq!(GlobalConfig::parse("").unwrap(), GlobalConfig::default());
     }
 }

@@ -47,7 +47,10 @@ pub fn secret_copy_data(original: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String
             out.insert(key.to_string(), v.clone());
         }
     }
-    let envs = data.get("envs").map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+    let envs = data
+        .get("envs")
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
     if let Ok(m) = crate::secret::string_map("envs", &envs) {
         for (k, v) in m {
             out.insert(format!("{ENV_KEY_PREFIX}{k}"), v.into_bytes());
@@ -99,8 +102,16 @@ pub fn script(s: &MountSetting, p: &ContainerParams) -> String {
         f.push(sh_quote(&s.secret.name));
         lines.push(f.join(" "));
     }
-    let mut opts = vec!["allow_other".to_string(), format!("metrics=0.0.0.0:{}", p.metrics_port)];
-    opts.extend(s.options.iter().filter(|o| o.key != "allow_other").map(ToString::to_string));
+    let mut opts = vec![
+        "allow_other".to_string(),
+        format!("metrics=0.0.0.0:{}", p.metrics_port),
+    ];
+    opts.extend(
+        s.options
+            .iter()
+            .filter(|o| o.key != "allow_other")
+            .map(ToString::to_string),
+    );
     lines.push(format!(
         "exec juicefs mount env:{META_ENV} {} -o {}",
         sh_quote(&p.mount_path),
@@ -118,7 +129,11 @@ pub fn mount_container(s: &MountSetting, p: &ContainerParams) -> Container {
         env.push(secret_env("SECRET_KEY", &p.secret_name, KEY_SECRET_KEY));
     }
     for n in &s.secret.env_names {
-        env.push(secret_env(n, &p.secret_name, &format!("{ENV_KEY_PREFIX}{n}")));
+        env.push(secret_env(
+            n,
+            &p.secret_name,
+            &format!("{ENV_KEY_PREFIX}{n}"),
+        ));
     }
     env.extend(s.patch.env.clone().unwrap_or_default());
 
@@ -140,7 +155,13 @@ pub fn mount_container(s: &MountSetting, p: &ContainerParams) -> Container {
         Placement::ClassicSidecar => {
             let l = lifecycle.get_or_insert_with(Lifecycle::default);
             l.post_start.get_or_insert(LifecycleHandler {
-                exec: Some(exec(&["juicefs", "probe", "--wait", "60", p.mount_path.as_str()])),
+                exec: Some(exec(&[
+                    "juicefs",
+                    "probe",
+                    "--wait",
+                    "60",
+                    p.mount_path.as_str(),
+                ])),
                 ..Default::default()
             });
         }

@@ -38,11 +38,7 @@ const RESERVED: &[&str] = &["foreground", "background", "d", "no-update", "metri
 pub fn parse_item(item: &str) -> Result<MountOption, OptionError> {
     let item = item.trim();
     // `k = v` is one option; anything else with blanks is several written without commas.
-    let tight = item
-        .split('=')
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join("=");
+    let tight = item.split('=').map(str::trim).collect::<Vec<_>>().join("=");
     if tight.contains(char::is_whitespace) {
         let fixed = tight.split_whitespace().collect::<Vec<_>>().join(",");
         return Err(OptionError::Spaces {
@@ -94,7 +90,10 @@ pub fn merge(earlier: Vec<MountOption>, later: Vec<MountOption>) -> Vec<MountOpt
 }
 
 pub fn join(opts: &[MountOption]) -> String {
-    opts.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    opts.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -104,9 +103,15 @@ mod tests {
     #[test]
     fn spaces_show_the_comma_form() {
         let e = parse_list("debug foreground").unwrap_err();
-        assert_eq!(e.to_string(), "invalid mount option \"debug foreground\": options are comma-separated: debug,foreground");
+        assert_eq!(
+            e.to_string(),
+            "invalid mount option \"debug foreground\": options are comma-separated: debug,foreground"
+        );
         let e = parse_list("allow_other,cache-size=100 buffer-size=300").unwrap_err();
-        assert!(e.to_string().contains("cache-size=100,buffer-size=300"), "{e}");
+        assert!(
+            e.to_string().contains("cache-size=100,buffer-size=300"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -114,13 +119,25 @@ mod tests {
         assert_eq!(
             parse_list(" allow_other , cache-size = 100,,").unwrap(),
             vec![
-                MountOption { key: "allow_other".into(), value: None },
-                MountOption { key: "cache-size".into(), value: Some("100".into()) }
+                MountOption {
+                    key: "allow_other".into(),
+                    value: None
+                },
+                MountOption {
+                    key: "cache-size".into(),
+                    value: Some("100".into())
+                }
             ]
         );
-        assert_eq!(parse_item("a=b=c"), Err(OptionError::TwoEquals("a=b=c".into())));
+        assert_eq!(
+            parse_item("a=b=c"),
+            Err(OptionError::TwoEquals("a=b=c".into()))
+        );
         assert_eq!(parse_item("=x"), Err(OptionError::EmptyName("=x".into())));
-        assert_eq!(parse_item("metrics=0.0.0.0:1"), Err(OptionError::Reserved("metrics".into())));
+        assert_eq!(
+            parse_item("metrics=0.0.0.0:1"),
+            Err(OptionError::Reserved("metrics".into()))
+        );
     }
 
     #[test]

@@ -33,7 +33,14 @@ pub const KEY_SECRET_KEY: &str = "secret-key";
 pub const KEY_SESSION_TOKEN: &str = "session-token";
 pub const ENV_KEY_PREFIX: &str = "envs.";
 
-const FORMAT_KEYS: &[&str] = &["block-size", "compress", "trash-days", "capacity", "inodes", "shards"];
+const FORMAT_KEYS: &[&str] = &[
+    "block-size",
+    "compress",
+    "trash-days",
+    "capacity",
+    "inodes",
+    "shards",
+];
 
 fn text(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String> {
     data.get(key)
@@ -64,7 +71,9 @@ pub fn string_map(what: &str, raw: &str) -> Result<BTreeMap<String, String>, Spe
         .ok_or_else(|| invalid(what, "must be a map, e.g. {\"TZ\": \"UTC\"}"))?;
     let mut out = BTreeMap::new();
     for (k, v) in m {
-        let k = k.as_str().ok_or_else(|| invalid(what, "keys must be strings"))?;
+        let k = k
+            .as_str()
+            .ok_or_else(|| invalid(what, "keys must be strings"))?;
         let v = match v {
             serde_norway::Value::String(s) => s.clone(),
             serde_norway::Value::Number(n) => n.to_string(),
@@ -97,7 +106,10 @@ pub fn parse(secret_id: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<Volume
                 "Secret {secret_id}: JuiceFS Enterprise Edition volumes (key \"token\") are not supported; give \"metaurl\" for a Community Edition volume"
             )));
         }
-        return Err(missing("metaurl", " (e.g. redis://host:6379/1 or postgres://user:pass@host/db)"));
+        return Err(missing(
+            "metaurl",
+            " (e.g. redis://host:6379/1 or postgres://user:pass@host/db)",
+        ));
     }
     let mut format_options = Vec::new();
     for key in FORMAT_KEYS {
@@ -133,7 +145,10 @@ pub fn parse(secret_id: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<Volume
             });
         }
     }
-    let envs = string_map(&format!("Secret {secret_id}: envs"), &text(&data, "envs").unwrap_or_default())?;
+    let envs = string_map(
+        &format!("Secret {secret_id}: envs"),
+        &text(&data, "envs").unwrap_or_default(),
+    )?;
     if let Some(bad) = envs.keys().find(|k| !valid_env_name(k)) {
         return Err(invalid(
             format!("Secret {secret_id}: envs"),
@@ -171,7 +186,10 @@ mod tests {
     use super::*;
 
     fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
     }
 
     #[test]
@@ -201,22 +219,38 @@ mod tests {
         assert!(s.has_access_key && s.has_secret_key && s.has_session_token);
         assert_eq!(
             s.format_options,
-            ["--block-size=1024", "--compress=lz4", "--trash-days=0", "--capacity=10", "--inodes=1000", "--hash-prefix"]
+            [
+                "--block-size=1024",
+                "--compress=lz4",
+                "--trash-days=0",
+                "--capacity=10",
+                "--inodes=1000",
+                "--hash-prefix"
+            ]
         );
         assert_eq!(s.env_names, ["BASE_URL", "TZ"]);
         let json = serde_json::to_string(&s).unwrap();
         for secret in [":pw@", "\"AK\"", "\"SK\"", "t0k3n-v4lue", "http://x"] {
-            assert!(!json.contains(secret), "{secret} leaked into the parsed settings");
+            assert!(
+                !json.contains(secret),
+                "{secret} leaked into the parsed settings"
+            );
         }
     }
 
     #[test]
     fn missing_and_bad_keys_say_which() {
-        let e = parse("ns/s", &data(&[("metaurl", "redis://r")])).unwrap_err().to_string();
+        let e = parse("ns/s", &data(&[("metaurl", "redis://r")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ns/s") && e.contains("\"name\""), "{e}");
-        let e = parse("ns/s", &data(&[("name", "v")])).unwrap_err().to_string();
+        let e = parse("ns/s", &data(&[("name", "v")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"metaurl\""), "{e}");
-        let e = parse("ns/s", &data(&[("name", "v"), ("token", "t")])).unwrap_err().to_string();
+        let e = parse("ns/s", &data(&[("name", "v"), ("token", "t")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("Enterprise"), "{e}");
         let base = [("name", "v"), ("metaurl", "redis://r")];
         let with = |k, v| {
@@ -225,7 +259,9 @@ mod tests {
             parse("ns/s", &d).unwrap_err().to_string()
         };
         assert!(with("envs".into(), "[1, 2]").contains("must be a map"));
-        assert!(with("envs".into(), "{\"1BAD\": \"x\"}").contains("not a valid environment variable"));
+        assert!(
+            with("envs".into(), "{\"1BAD\": \"x\"}").contains("not a valid environment variable")
+        );
         assert!(with("format-options".into(), "trash-days=").contains("empty value"));
         assert!(with("format-options".into(), "a b").contains("comma-separated"));
     }

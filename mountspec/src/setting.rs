@@ -76,8 +76,20 @@ impl MountSetting {
 fn default_resources() -> ResourceRequirements {
     let q = |s: &str| Quantity(s.to_string());
     ResourceRequirements {
-        requests: Some([("cpu".to_string(), q("1")), ("memory".to_string(), q("1Gi"))].into()),
-        limits: Some([("cpu".to_string(), q("5")), ("memory".to_string(), q("5Gi"))].into()),
+        requests: Some(
+            [
+                ("cpu".to_string(), q("1")),
+                ("memory".to_string(), q("1Gi")),
+            ]
+            .into(),
+        ),
+        limits: Some(
+            [
+                ("cpu".to_string(), q("5")),
+                ("memory".to_string(), q("5Gi")),
+            ]
+            .into(),
+        ),
         ..Default::default()
     }
 }
@@ -85,7 +97,9 @@ fn default_resources() -> ResourceRequirements {
 /// Bytes of a Kubernetes quantity (`10Gi`, `500M`, `1e3`, `1.5Gi`).
 pub fn quantity_bytes(q: &str) -> Option<u64> {
     let q = q.trim();
-    let split = q.find(|c: char| c.is_ascii_alphabetic() && c != 'e').unwrap_or(q.len());
+    let split = q
+        .find(|c: char| c.is_ascii_alphabetic() && c != 'e')
+        .unwrap_or(q.len());
     let (num, suffix) = q.split_at(split);
     let n: f64 = num.parse().ok()?;
     let mul: f64 = match suffix {
@@ -116,13 +130,20 @@ fn check_quantity(what: &str, v: &str) -> Result<(), SpecError> {
 
 /// A Go duration: one or more `<number><unit>` with units ns, us, ms, s, m, h.
 fn check_duration(what: &str, v: &str) -> Result<(), SpecError> {
-    let bad = || invalid(what, format!("{v:?} is not a duration like 30s, 5m or 1h30m"));
+    let bad = || {
+        invalid(
+            what,
+            format!("{v:?} is not a duration like 30s, 5m or 1h30m"),
+        )
+    };
     let mut rest = v.trim();
     if rest.is_empty() {
         return Err(bad());
     }
     while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
         if n == 0 {
             return Err(bad());
         }
@@ -144,7 +165,11 @@ fn apply_resource_keys(
     for (key, limit, res) in RESOURCE_KEYS {
         let Some(v) = keys.get(key) else { continue };
         check_quantity(&format!("{source} {key}"), v)?;
-        let map = if limit { &mut r.limits } else { &mut r.requests };
+        let map = if limit {
+            &mut r.limits
+        } else {
+            &mut r.requests
+        };
         let m = map.get_or_insert_with(BTreeMap::new);
         // A zero limit or request means "none", as in the Go driver.
         if quantity_bytes(v) == Some(0) {
@@ -158,12 +183,20 @@ fn apply_resource_keys(
 
 pub fn resolve(i: &Inputs) -> Result<MountSetting, SpecError> {
     let pv_name = i.pv.metadata.name.clone().unwrap_or_default();
-    let spec = i.pv.spec.as_ref().ok_or_else(|| invalid(format!("PV {pv_name}"), "has no spec"))?;
+    let spec =
+        i.pv.spec
+            .as_ref()
+            .ok_or_else(|| invalid(format!("PV {pv_name}"), "has no spec"))?;
     let csi = spec
         .csi
         .as_ref()
         .filter(|c| c.driver == DRIVER_NAME)
-        .ok_or_else(|| invalid(format!("PV {pv_name}"), format!("is not a {DRIVER_NAME} volume")))?;
+        .ok_or_else(|| {
+            invalid(
+                format!("PV {pv_name}"),
+                format!("is not a {DRIVER_NAME} volume"),
+            )
+        })?;
     let attrs = csi.volume_attributes.clone().unwrap_or_default();
     let secret = secret::parse(i.secret_id, i.secret_data)?;
     if secret.has_session_token {
@@ -185,28 +218,54 @@ pub fn resolve(i: &Inputs) -> Result<MountSetting, SpecError> {
         opts = options::merge(opts, options::parse_list(list)?);
     }
     if let Some(sub) = attrs.get("subPath").filter(|s| !s.is_empty()) {
-        let base = opts.iter().find(|o| o.key == "subdir").and_then(|o| o.value.clone());
+        let base = opts
+            .iter()
+            .find(|o| o.key == "subdir")
+            .and_then(|o| o.value.clone());
         let joined = match base {
-            Some(b) => format!("{}/{}", b.trim_end_matches('/'), sub.trim_start_matches('/')),
+            Some(b) => format!(
+                "{}/{}",
+                b.trim_end_matches('/'),
+                sub.trim_start_matches('/')
+            ),
             None => sub.clone(),
         };
-        opts = options::merge(opts, vec![MountOption { key: "subdir".into(), value: Some(joined) }]);
+        opts = options::merge(
+            opts,
+            vec![MountOption {
+                key: "subdir".into(),
+                value: Some(joined),
+            }],
+        );
     }
-    if let Some(sub) = opts.iter().find(|o| o.key == "subdir").and_then(|o| o.value.as_ref()) {
-        if sub.split('/').any(|p| p == "..") {
-            return Err(invalid(format!("PV {pv_name} subdir"), format!("{sub:?} must not contain '..'")));
-        }
+    if let Some(sub) = opts
+        .iter()
+        .find(|o| o.key == "subdir")
+        .and_then(|o| o.value.as_ref())
+        && sub.split('/').any(|p| p == "..")
+    {
+        return Err(invalid(
+            format!("PV {pv_name} subdir"),
+            format!("{sub:?} must not contain '..'"),
+        ));
     }
 
     let pvc_name = i.pvc.metadata.name.clone().unwrap_or_default();
     let facts = PvcFacts {
         name: pvc_name.clone(),
         labels: i.pvc.metadata.labels.clone().unwrap_or_default(),
-        storage_class: i.pvc.spec.as_ref().and_then(|s| s.storage_class_name.clone()),
+        storage_class: i
+            .pvc
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.clone()),
     };
     let patch = i.config.patch_for(&facts, i.node_labels);
     if let Some(p) = &patch.mount_options {
-        let parsed = p.iter().map(|o| options::parse_item(o)).collect::<Result<Vec<_>, _>>()?;
+        let parsed = p
+            .iter()
+            .map(|o| options::parse_item(o))
+            .collect::<Result<Vec<_>, _>>()?;
         opts = options::merge(opts, parsed);
     }
 
@@ -221,7 +280,11 @@ pub fn resolve(i: &Inputs) -> Result<MountSetting, SpecError> {
     let mut resources = default_resources();
     apply_resource_keys(&mut resources, &format!("PV {pv_name}"), &attrs)?;
     let annotations = i.pvc.metadata.annotations.clone().unwrap_or_default();
-    apply_resource_keys(&mut resources, &format!("PVC {pvc_name} annotation"), &annotations)?;
+    apply_resource_keys(
+        &mut resources,
+        &format!("PVC {pvc_name} annotation"),
+        &annotations,
+    )?;
     if let Some(r) = &patch.resources {
         resources = r.clone();
     }
@@ -292,7 +355,10 @@ impl serde::Serialize for PatchForHash<'_> {
         m.serialize_entry("readinessProbe", &p.readiness_probe)?;
         m.serialize_entry("startupProbe", &p.startup_probe)?;
         m.serialize_entry("lifecycle", &p.lifecycle)?;
-        m.serialize_entry("terminationGracePeriodSeconds", &p.termination_grace_period_seconds)?;
+        m.serialize_entry(
+            "terminationGracePeriodSeconds",
+            &p.termination_grace_period_seconds,
+        )?;
         m.serialize_entry("volumes", &p.volumes)?;
         m.serialize_entry("volumeMounts", &p.volume_mounts)?;
         m.serialize_entry("volumeDevices", &p.volume_devices)?;

@@ -1,6 +1,8 @@
 //! Settings resolution, hash stability and the built container, from realistic objects.
 
-use jfs_mountspec::container::{ContainerParams, Placement, mount_container, script, secret_copy_data};
+use jfs_mountspec::container::{
+    ContainerParams, Placement, mount_container, script, secret_copy_data,
+};
 use jfs_mountspec::setting::{DEFAULT_IMAGE, Inputs, quantity_bytes, resolve};
 use jfs_mountspec::{GlobalConfig, MountSetting, SpecError};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
@@ -80,7 +82,13 @@ fn setting_with(
 }
 
 fn base() -> MountSetting {
-    setting_with(&secret(), &pv(json!({}), json!({})), &pvc(json!({})), &GlobalConfig::default()).unwrap()
+    setting_with(
+        &secret(),
+        &pv(json!({}), json!({})),
+        &pvc(json!({})),
+        &GlobalConfig::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -105,13 +113,31 @@ fn volume_context_annotations_and_patches_resolve_in_order() {
     )
     .unwrap();
     let s = setting_with(&secret(), &pv(attrs, json!({})), &claim, &cfg).unwrap();
-    assert_eq!(s.image, "example/mount:pv", "PVC annotations may not pick the image");
+    assert_eq!(
+        s.image, "example/mount:pv",
+        "PVC annotations may not pick the image"
+    );
     let opts: Vec<String> = s.options.iter().map(ToString::to_string).collect();
-    assert_eq!(opts, ["allow_other", "buffer-size=300", "subdir=/base/pvc-123", "cache-size=4096"]);
+    assert_eq!(
+        opts,
+        [
+            "allow_other",
+            "buffer-size=300",
+            "subdir=/base/pvc-123",
+            "cache-size=4096"
+        ]
+    );
     let r = &s.resources;
     assert_eq!(r.limits.as_ref().unwrap()["cpu"].0, "3");
-    assert_eq!(r.limits.as_ref().unwrap()["memory"].0, "6Gi", "PVC resource annotations apply");
-    assert!(!r.requests.as_ref().unwrap().contains_key("memory"), "0 means no request");
+    assert_eq!(
+        r.limits.as_ref().unwrap()["memory"].0,
+        "6Gi",
+        "PVC resource annotations apply"
+    );
+    assert!(
+        !r.requests.as_ref().unwrap().contains_key("memory"),
+        "0 means no request"
+    );
     assert_eq!(r.requests.as_ref().unwrap()["cpu"].0, "1");
     assert_eq!(s.labels["app"], "jfs");
     assert_eq!(s.labels["patched"], "yes");
@@ -124,7 +150,10 @@ fn volume_context_annotations_and_patches_resolve_in_order() {
 
 #[test]
 fn read_only_many_mounts_read_only() {
-    let p = pv(json!({}), json!({"spec": {"accessModes": ["ReadOnlyMany"]}}));
+    let p = pv(
+        json!({}),
+        json!({"spec": {"accessModes": ["ReadOnlyMany"]}}),
+    );
     let s = setting_with(&secret(), &p, &pvc(json!({})), &GlobalConfig::default()).unwrap();
     assert!(s.read_only);
     assert!(s.option("ro").is_some());
@@ -138,10 +167,30 @@ fn hash_is_stable_and_moves_with_every_setting() {
     let mut changed_secret = secret();
     changed_secret.insert("secret-key".into(), b"rotated".to_vec());
     let variants = [
-        setting_with(&changed_secret, &pv(json!({}), json!({})), &pvc(json!({})), &GlobalConfig::default()),
-        setting_with(&secret(), &pv(json!({"mountOptions": "cache-size=1"}), json!({})), &pvc(json!({})), &GlobalConfig::default()),
-        setting_with(&secret(), &pv(json!({"juicefs/mount-image": "x/y:z"}), json!({})), &pvc(json!({})), &GlobalConfig::default()),
-        setting_with(&secret(), &pv(json!({}), json!({})), &pvc(json!({"juicefs/mount-cpu-limit": "4"})), &GlobalConfig::default()),
+        setting_with(
+            &changed_secret,
+            &pv(json!({}), json!({})),
+            &pvc(json!({})),
+            &GlobalConfig::default(),
+        ),
+        setting_with(
+            &secret(),
+            &pv(json!({"mountOptions": "cache-size=1"}), json!({})),
+            &pvc(json!({})),
+            &GlobalConfig::default(),
+        ),
+        setting_with(
+            &secret(),
+            &pv(json!({"juicefs/mount-image": "x/y:z"}), json!({})),
+            &pvc(json!({})),
+            &GlobalConfig::default(),
+        ),
+        setting_with(
+            &secret(),
+            &pv(json!({}), json!({})),
+            &pvc(json!({"juicefs/mount-cpu-limit": "4"})),
+            &GlobalConfig::default(),
+        ),
         setting_with(
             &secret(),
             &pv(json!({}), json!({})),
@@ -157,18 +206,35 @@ fn hash_is_stable_and_moves_with_every_setting() {
 #[test]
 fn bad_settings_are_refused_with_the_fix() {
     let e = |attrs: serde_json::Value| {
-        setting_with(&secret(), &pv(attrs, json!({})), &pvc(json!({})), &GlobalConfig::default())
-            .unwrap_err()
-            .to_string()
+        setting_with(
+            &secret(),
+            &pv(attrs, json!({})),
+            &pvc(json!({})),
+            &GlobalConfig::default(),
+        )
+        .unwrap_err()
+        .to_string()
     };
-    assert!(e(json!({"mountOptions": "debug foreground"})).contains("comma-separated: debug,foreground"));
+    assert!(
+        e(json!({"mountOptions": "debug foreground"}))
+            .contains("comma-separated: debug,foreground")
+    );
     assert!(e(json!({"mountOptions": "metrics=0.0.0.0:1"})).contains("set by the driver"));
     assert!(e(json!({"juicefs/mount-cpu-limit": "lots"})).contains("not a quantity"));
     assert!(e(json!({"juicefs/mount-delete-delay": "soon"})).contains("not a duration"));
     assert!(e(json!({"subPath": "../../etc"})).contains("must not contain '..'"));
     assert!(e(json!({"juicefs/mount-labels": "[1]"})).contains("must be a map"));
-    let not_ours = pv(json!({}), json!({"spec": {"csi": {"driver": "ebs.csi.aws.com"}}}));
-    let err = setting_with(&secret(), &not_ours, &pvc(json!({})), &GlobalConfig::default()).unwrap_err();
+    let not_ours = pv(
+        json!({}),
+        json!({"spec": {"csi": {"driver": "ebs.csi.aws.com"}}}),
+    );
+    let err = setting_with(
+        &secret(),
+        &not_ours,
+        &pvc(json!({})),
+        &GlobalConfig::default(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("is not a csi.juicefs.com volume"));
 }
 
@@ -197,18 +263,31 @@ fn params(placement: Placement) -> ContainerParams {
 #[test]
 fn containers_carry_no_credentials_and_probe_the_mount() {
     let s = base();
-    for placement in [Placement::NativeSidecar, Placement::ClassicSidecar, Placement::MountPod] {
+    for placement in [
+        Placement::NativeSidecar,
+        Placement::ClassicSidecar,
+        Placement::MountPod,
+    ] {
         let c = mount_container(&s, &params(placement));
         let text = serde_json::to_string(&c).unwrap();
         for secret in ["s3cretpw", "AKIAEXAMPLE", "wJalrSECRETKEY", "Asia/Shanghai"] {
-            assert!(!text.contains(secret), "{secret} leaked into the {placement:?} container");
+            assert!(
+                !text.contains(secret),
+                "{secret} leaked into the {placement:?} container"
+            );
         }
         let env: Vec<(String, String)> = c
             .env
             .iter()
             .flatten()
             .map(|e| {
-                let r = e.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+                let r = e
+                    .value_from
+                    .as_ref()
+                    .unwrap()
+                    .secret_key_ref
+                    .as_ref()
+                    .unwrap();
                 (e.name.clone(), format!("{}/{}", r.name, r.key))
             })
             .collect();
@@ -224,18 +303,32 @@ fn containers_carry_no_credentials_and_probe_the_mount() {
         assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 9567);
         assert_eq!(c.security_context.as_ref().unwrap().privileged, Some(true));
         let m = &c.volume_mounts.as_ref().unwrap()[0];
-        assert_eq!((m.mount_path.as_str(), m.mount_propagation.as_deref()), ("/jfs/u-1", Some("Bidirectional")));
+        assert_eq!(
+            (m.mount_path.as_str(), m.mount_propagation.as_deref()),
+            ("/jfs/u-1", Some("Bidirectional"))
+        );
         match placement {
             Placement::NativeSidecar => {
                 assert_eq!(c.restart_policy.as_deref(), Some("Always"));
                 let p = c.startup_probe.as_ref().unwrap();
-                assert_eq!(p.exec.as_ref().unwrap().command.as_ref().unwrap(), &["juicefs", "probe", "/jfs/u-1"]);
+                assert_eq!(
+                    p.exec.as_ref().unwrap().command.as_ref().unwrap(),
+                    &["juicefs", "probe", "/jfs/u-1"]
+                );
                 assert_eq!((p.period_seconds, p.failure_threshold), (Some(1), Some(60)));
             }
             Placement::ClassicSidecar => {
                 assert!(c.restart_policy.is_none());
                 let ps = c.lifecycle.as_ref().unwrap().post_start.as_ref().unwrap();
-                assert!(ps.exec.as_ref().unwrap().command.as_ref().unwrap().contains(&"--wait".to_string()));
+                assert!(
+                    ps.exec
+                        .as_ref()
+                        .unwrap()
+                        .command
+                        .as_ref()
+                        .unwrap()
+                        .contains(&"--wait".to_string())
+                );
             }
             Placement::MountPod => assert!(c.startup_probe.is_none() && c.lifecycle.is_none()),
         }

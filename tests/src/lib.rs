@@ -1,1 +1,1 @@
-//! Shared helpers for the integration tests live in the test files themselves.
+//! Cross-crate tests live in `tests/tests/`; this library is empty on purpose.

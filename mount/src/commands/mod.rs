@@ -2,6 +2,7 @@
 
 pub mod format;
 pub mod mount;
+pub mod probe;
 pub mod status;
 pub mod umount;
 
@@ -10,4 +11,14 @@ pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+}
+
+/// A META-URL argument, or `env:NAME` to read it from the environment: a sidecar passes
+/// its metadata credentials this way, so they never appear in its command line.
+pub fn meta_url(arg: &str) -> Result<String, String> {
+    match arg.strip_prefix("env:") {
+        Some(name) => std::env::var(name)
+            .map_err(|_| format!("META-URL {arg:?}: environment variable {name} is not set")),
+        None => Ok(arg.to_string()),
+    }
 }
