@@ -1,1 +1,14 @@
-//! Placeholder: built by a later issue (see ARCHITECTURE.md §2).
+//! The admission webhook: decides per pod (`inject`) and answers with a JSON Patch computed
+//! from typed objects. The HTTPS server, AdmissionReview handling and watch caches build on
+//! this (next).
+
+pub mod inject;
+
+use k8s_openapi::api::core::v1::Pod;
+
+/// The JSON Patch turning `original` into `mutated`.
+pub fn json_patch(original: &Pod, mutated: &Pod) -> Result<json_patch::Patch, serde_json::Error> {
+    let a = serde_json::to_value(original)?;
+    let b = serde_json::to_value(mutated)?;
+    Ok(json_patch::diff(&a, &b))
+}
