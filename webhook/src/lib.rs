@@ -1,8 +1,9 @@
-//! The admission webhook: decides per pod (`inject`) and answers with a JSON Patch computed
-//! from typed objects. The HTTPS server, AdmissionReview handling and watch caches build on
-//! this (next).
+//! The admission webhook: decides per pod (`inject`), speaks AdmissionReview v1 (`review`)
+//! with a JSON Patch computed from typed objects, and serves it over HTTPS (`server`).
 
 pub mod inject;
+pub mod review;
+pub mod server;
 
 use k8s_openapi::api::core::v1::Pod;
 

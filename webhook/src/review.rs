@@ -1,0 +1,164 @@
+//! AdmissionReview `admission.k8s.io/v1` in and out. A body that is not a well-formed
+//! review is a 400 with the reason; a well-formed review always gets a review back.
+
+use crate::inject::{ClusterView, Decision, InjectConfig, decide};
+use base64::Engine;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Review {
+    api_version: String,
+    kind: String,
+    request: Option<Request>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Request {
+    uid: String,
+    kind: Gvk,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: String,
+    #[serde(default)]
+    object: Option<Value>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Gvk {
+    #[serde(default)]
+    group: String,
+    kind: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Response {
+    uid: String,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+}
+
+/// What the server does with a review: answer it, and write these Secret copies first.
+#[derive(Debug)]
+pub struct Outcome {
+    pub response: Value,
+    pub secrets: Vec<Secret>,
+    pub dry_run: bool,
+    pub uid: String,
+}
+
+/// A request the server refuses outright (HTTP 400).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRequest(pub String);
+
+fn wrap(r: Response) -> Value {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": r})
+}
+
+pub fn allow(uid: &str, message: &str) -> Value {
+    wrap(Response {
+        uid: uid.to_string(),
+        allowed: true,
+        status: Some(json!({"message": message})),
+        patch_type: None,
+        patch: None,
+    })
+}
+
+pub fn deny(uid: &str, code: u16, message: &str) -> Value {
+    wrap(Response {
+        uid: uid.to_string(),
+        allowed: false,
+        status: Some(json!({"code": code, "message": message})),
+        patch_type: None,
+        patch: None,
+    })
+}
+
+pub fn handle(
+    body: &[u8],
+    view: &dyn ClusterView,
+    cfg: &InjectConfig,
+) -> Result<Outcome, BadRequest> {
+    let review: Review = serde_json::from_slice(body)
+        .map_err(|e| BadRequest(format!("malformed AdmissionReview: {e}")))?;
+    if review.api_version != "admission.k8s.io/v1" || review.kind != "AdmissionReview" {
+        return Err(BadRequest(format!(
+            "expected apiVersion admission.k8s.io/v1 kind AdmissionReview, got {} {}",
+            review.api_version, review.kind
+        )));
+    }
+    let req = review
+        .request
+        .ok_or_else(|| BadRequest("AdmissionReview has no request".into()))?;
+    let dry_run = req.dry_run.unwrap_or(false);
+    let done = |response| Outcome {
+        response,
+        secrets: Vec::new(),
+        dry_run,
+        uid: req.uid.clone(),
+    };
+    if req.kind.group != "" || req.kind.kind != "Pod" || req.operation != "CREATE" {
+        return Ok(done(allow(
+            &req.uid,
+            &format!(
+                "ignored: {} {} is not a Pod CREATE",
+                req.operation, req.kind.kind
+            ),
+        )));
+    }
+    let Some(object) = req.object.clone() else {
+        return Ok(done(deny(&req.uid, 400, "the request carries no pod")));
+    };
+    let pod: Pod = match serde_json::from_value(object) {
+        Ok(p) => p,
+        Err(e) => {
+            return Ok(done(deny(
+                &req.uid,
+                400,
+                &format!("the pod does not decode: {e}"),
+            )));
+        }
+    };
+    let ns = req.namespace.clone().unwrap_or_else(|| "default".into());
+    match decide(&pod, &ns, view, cfg) {
+        Decision::Skip(why) => Ok(done(allow(
+            &req.uid,
+            &format!("skip mutating the pod: {why}"),
+        ))),
+        Decision::Deny(why) => Ok(done(deny(&req.uid, 403, &format!("JuiceFS: {why}")))),
+        Decision::Mutate {
+            pod: mutated,
+            secrets,
+        } => {
+            let patch = crate::json_patch(&pod, &mutated)
+                .map_err(|e| BadRequest(format!("cannot encode the patch: {e}")))?;
+            let patch = serde_json::to_vec(&patch).map_err(|e| BadRequest(e.to_string()))?;
+            let response = wrap(Response {
+                uid: req.uid.clone(),
+                allowed: true,
+                status: None,
+                patch_type: Some("JSONPatch"),
+                patch: Some(base64::engine::general_purpose::STANDARD.encode(patch)),
+            });
+            Ok(Outcome {
+                response,
+                secrets,
+                dry_run,
+                uid: req.uid,
+            })
+        }
+    }
+}

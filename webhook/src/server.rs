@@ -1,0 +1,120 @@
+//! The HTTPS server: the two injection paths, health endpoints, a body size limit, and TLS
+//! from PEM files reloaded when they change (certificate rotation without a restart).
+
+use crate::inject::{ClusterView, InjectConfig};
+use crate::review::{self, BadRequest};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use k8s_openapi::api::core::v1::Secret;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+pub const INJECT_PATH: &str = "/juicefs/inject-v1-pod";
+pub const SERVERLESS_PATH: &str = "/juicefs/serverless/inject-v1-pod";
+/// The API server never sends more than 3 MiB; anything larger is refused unread.
+pub const MAX_BODY: usize = 3 << 20;
+
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Makes sure a Secret copy exists with this content (create when missing, update when
+/// different, nothing otherwise).
+pub trait SecretWriter: Send + Sync {
+    fn ensure<'a>(&'a self, secret: &'a Secret) -> BoxFut<'a, Result<(), String>>;
+}
+
+pub struct AppState {
+    pub view: Arc<dyn ClusterView + Send + Sync>,
+    pub writer: Arc<dyn SecretWriter>,
+    pub config: RwLock<InjectConfig>,
+    /// Set once the watch caches have synced.
+    pub ready: AtomicBool,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(INJECT_PATH, post(inject))
+        .route(SERVERLESS_PATH, post(inject))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    if s.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet").into_response()
+    }
+}
+
+async fn inject(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
+    let cfg = match s.config.read() {
+        Ok(c) => c.clone(),
+        Err(_) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "configuration lock poisoned",
+            )
+                .into_response();
+        }
+    };
+    let outcome = match review::handle(&body, &*s.view, &cfg) {
+        Ok(o) => o,
+        Err(BadRequest(why)) => {
+            tracing::warn!("bad admission request: {why}");
+            return (StatusCode::BAD_REQUEST, why).into_response();
+        }
+    };
+    // The Secret copies must exist before the pod can start; a dry run writes nothing.
+    if !outcome.dry_run {
+        for secret in &outcome.secrets {
+            if let Err(e) = s.writer.ensure(secret).await {
+                let name = secret.metadata.name.clone().unwrap_or_default();
+                let msg = format!("JuiceFS: cannot write Secret {name} for the sidecar: {e}");
+                tracing::error!("{msg}");
+                return Json(review::deny(&outcome.uid, 500, &msg)).into_response();
+            }
+        }
+    }
+    Json(outcome.response).into_response()
+}
+
+/// TLS from `cert`/`key` PEM files, reloaded within `every` of a change.
+pub async fn tls_config(
+    cert: PathBuf,
+    key: PathBuf,
+    every: Duration,
+) -> std::io::Result<axum_server::tls_rustls::RustlsConfig> {
+    // Both ring and aws-lc may be compiled in (other crates pull aws-lc): pick one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key).await?;
+    let reloader = config.clone();
+    tokio::spawn(async move {
+        let stamp = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let mut seen: (Option<SystemTime>, Option<SystemTime>) = (stamp(&cert), stamp(&key));
+        loop {
+            tokio::time::sleep(every).await;
+            let now = (stamp(&cert), stamp(&key));
+            if now != seen {
+                match reloader.reload_from_pem_file(&cert, &key).await {
+                    Ok(()) => {
+                        tracing::info!("reloaded the serving certificate from {}", cert.display());
+                        seen = now;
+                    }
+                    // Half-written files during rotation: try again next round.
+                    Err(e) => tracing::warn!("reloading the serving certificate: {e}"),
+                }
+            }
+        }
+    });
+    Ok(config)
+}
