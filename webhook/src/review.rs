@@ -110,7 +110,7 @@ pub fn handle(
         dry_run,
         uid: req.uid.clone(),
     };
-    if req.kind.group != "" || req.kind.kind != "Pod" || req.operation != "CREATE" {
+    if !req.kind.group.is_empty() || req.kind.kind != "Pod" || req.operation != "CREATE" {
         return Ok(done(allow(
             &req.uid,
             &format!(
