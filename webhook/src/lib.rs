@@ -3,6 +3,7 @@
 
 pub mod inject;
 pub mod review;
+pub mod secrets;
 pub mod server;
 
 use k8s_openapi::api::core::v1::Pod;
