@@ -34,6 +34,10 @@ pub trait ClusterView {
     fn storage_class(&self, name: &str) -> Option<StorageClass>;
     fn secret(&self, namespace: &str, name: &str) -> Option<Secret>;
     fn node_labels(&self, name: &str) -> Option<BTreeMap<String, String>>;
+    /// Fetches what the decision for `pod` will read and a cache cannot hold (Secrets).
+    fn prepare<'a>(&'a self, _pod: &'a Pod, _namespace: &'a str) -> crate::server::BoxFut<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 #[derive(Clone, Debug)]

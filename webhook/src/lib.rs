@@ -1,6 +1,7 @@
 //! The admission webhook: decides per pod (`inject`), speaks AdmissionReview v1 (`review`)
 //! with a JSON Patch computed from typed objects, and serves it over HTTPS (`server`).
 
+pub mod cluster;
 pub mod inject;
 pub mod review;
 pub mod secrets;

@@ -87,6 +87,32 @@ pub fn deny(uid: &str, code: u16, message: &str) -> Value {
     })
 }
 
+/// Decodes, lets the view fetch what it needs, then decides.
+pub async fn handle_async(
+    body: &[u8],
+    view: &(dyn ClusterView + Sync),
+    cfg: &InjectConfig,
+) -> Result<Outcome, BadRequest> {
+    if let Ok(r) = serde_json::from_slice::<Review>(body) {
+        if let Some(req) = &r.request {
+            if let Some(pod) = req
+                .object
+                .clone()
+                .and_then(|o| serde_json::from_value::<Pod>(o).ok())
+            {
+                let ns = pod
+                    .metadata
+                    .namespace
+                    .clone()
+                    .or_else(|| req.namespace.clone())
+                    .unwrap_or_default();
+                view.prepare(&pod, &ns).await;
+            }
+        }
+    }
+    handle(body, view, cfg)
+}
+
 pub fn handle(
     body: &[u8],
     view: &dyn ClusterView,

@@ -67,7 +67,7 @@ async fn inject(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
                 .into_response();
         }
     };
-    let outcome = match review::handle(&body, &*s.view, &cfg) {
+    let outcome = match review::handle_async(&body, &*s.view, &cfg).await {
         Ok(o) => o,
         Err(BadRequest(why)) => {
             tracing::warn!("bad admission request: {why}");

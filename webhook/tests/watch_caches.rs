@@ -1,0 +1,143 @@
+//! The webhook's view of the cluster against a fake API server that lists and watches PVCs,
+//! PVs and StorageClasses and serves Secrets: after the caches sync, admissions are decided
+//! without API round trips (one Secret read, then none while it is fresh).
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use jfs_mountspec::GlobalConfig;
+use jfs_webhook::cluster::KubeView;
+use jfs_webhook::inject::InjectConfig;
+use jfs_webhook::review;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+#[derive(Default)]
+struct Api {
+    lists: AtomicUsize,
+    secret_gets: AtomicUsize,
+}
+
+fn list(kind: &str, api_version: &str, items: Value) -> Value {
+    json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": "10"}, "items": items})
+}
+
+/// A list, or (for `?watch=true`) a watch that stays open without events.
+fn list_or_watch(api: &Api, q: &HashMap<String, String>, body: Value) -> Response {
+    if q.get("watch").map(String::as_str) == Some("true") {
+        let pending = futures::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+        return Body::from_stream(pending).into_response();
+    }
+    api.lists.fetch_add(1, Ordering::SeqCst);
+    axum::Json(body).into_response()
+}
+
+async fn fake() -> (Arc<Api>, kube::Client) {
+    let api = Arc::new(Api::default());
+    let pvcs = list(
+        "PersistentVolumeClaimList",
+        "v1",
+        json!([{
+        "metadata": {"name": "data", "namespace": "app", "uid": "u-data", "resourceVersion": "5"},
+        "spec": {"volumeName": "pv-data", "resources": {"requests": {"storage": "5Gi"}}}}]),
+    );
+    let pvs = list(
+        "PersistentVolumeList",
+        "v1",
+        json!([{
+        "metadata": {"name": "pv-data", "resourceVersion": "5"},
+        "spec": {"csi": {"driver": "csi.juicefs.com", "volumeHandle": "pv-data",
+                          "nodePublishSecretRef": {"name": "jfs", "namespace": "kube-system"}}}}]),
+    );
+    let scs = list("StorageClassList", "storage.k8s.io/v1", json!([]));
+    let app = Router::new()
+        .route(
+            "/api/v1/persistentvolumeclaims",
+            get({
+                let b = pvcs.clone();
+                move |State(a): State<Arc<Api>>, Query(q): Query<HashMap<String, String>>| async move {
+                    list_or_watch(&a, &q, b)
+                }
+            }),
+        )
+        .route(
+            "/api/v1/persistentvolumes",
+            get(move |State(a): State<Arc<Api>>, Query(q): Query<HashMap<String, String>>| async move {
+                list_or_watch(&a, &q, pvs)
+            }),
+        )
+        .route(
+            "/apis/storage.k8s.io/v1/storageclasses",
+            get(move |State(a): State<Arc<Api>>, Query(q): Query<HashMap<String, String>>| async move {
+                list_or_watch(&a, &q, scs)
+            }),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/secrets/{name}",
+            get(|State(a): State<Arc<Api>>, Path((ns, name)): Path<(String, String)>| async move {
+                a.secret_gets.fetch_add(1, Ordering::SeqCst);
+                axum::Json(json!({"kind": "Secret", "apiVersion": "v1",
+                    "metadata": {"name": name, "namespace": ns},
+                    "stringData": {"name": "myjfs", "metaurl": "redis://r:6379/1"}}))
+            }),
+        )
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let cfg = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    (api, kube::Client::try_from(cfg).unwrap())
+}
+
+fn admission() -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "namespace": "app",
+            "operation": "CREATE",
+            "object": {"metadata": {"name": "p", "namespace": "app"}, "spec": {
+                "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+                "containers": [{"name": "a", "image": "x", "volumeMounts": [{"name": "d", "mountPath": "/d"}]}]}}}
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admissions_are_served_from_watch_caches() {
+    let (api, client) = fake().await;
+    let view = KubeView::start(client);
+    tokio::time::timeout(Duration::from_secs(10), view.ready())
+        .await
+        .expect("caches never synced");
+    assert_eq!(api.lists.load(Ordering::SeqCst), 3);
+    let cfg = InjectConfig {
+        global: GlobalConfig::default(),
+        native: true,
+        default_image: "example/mount:1".into(),
+    };
+    for _ in 0..20 {
+        let out = review::handle_async(&admission(), &view, &cfg)
+            .await
+            .unwrap();
+        assert!(
+            out.response["response"]["patch"].is_string(),
+            "{}",
+            out.response
+        );
+        assert_eq!(out.secrets.len(), 1);
+    }
+    assert_eq!(
+        api.lists.load(Ordering::SeqCst),
+        3,
+        "no re-list per admission"
+    );
+    assert_eq!(
+        api.secret_gets.load(Ordering::SeqCst),
+        1,
+        "the Secret is read once while fresh"
+    );
+}
