@@ -17,12 +17,15 @@ use std::time::{Duration, Instant};
 /// How long a fetched Secret is trusted; rotations show up within this.
 const SECRET_TTL: Duration = Duration::from_secs(30);
 
+/// Secrets by (namespace, name), with when they were read (`None`: known to be missing).
+type SecretCache = HashMap<(String, String), (Instant, Option<Secret>)>;
+
 pub struct KubeView {
     client: kube::Client,
     pvcs: Store<PersistentVolumeClaim>,
     pvs: Store<PersistentVolume>,
     scs: Store<StorageClass>,
-    secrets: Mutex<HashMap<(String, String), (Instant, Option<Secret>)>>,
+    secrets: Mutex<SecretCache>,
 }
 
 fn watch<K>(client: &kube::Client) -> Store<K>

@@ -93,22 +93,20 @@ pub async fn handle_async(
     view: &(dyn ClusterView + Sync),
     cfg: &InjectConfig,
 ) -> Result<Outcome, BadRequest> {
-    if let Ok(r) = serde_json::from_slice::<Review>(body) {
-        if let Some(req) = &r.request {
-            if let Some(pod) = req
-                .object
-                .clone()
-                .and_then(|o| serde_json::from_value::<Pod>(o).ok())
-            {
-                let ns = pod
-                    .metadata
-                    .namespace
-                    .clone()
-                    .or_else(|| req.namespace.clone())
-                    .unwrap_or_default();
-                view.prepare(&pod, &ns).await;
-            }
-        }
+    if let Ok(r) = serde_json::from_slice::<Review>(body)
+        && let Some(req) = &r.request
+        && let Some(pod) = req
+            .object
+            .clone()
+            .and_then(|o| serde_json::from_value::<Pod>(o).ok())
+    {
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .or_else(|| req.namespace.clone())
+            .unwrap_or_default();
+        view.prepare(&pod, &ns).await;
     }
     handle(body, view, cfg)
 }
