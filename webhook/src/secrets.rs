@@ -10,10 +10,13 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// Per Secret copy: a lock held while writing, over the digest last known in the cluster.
+type Slot = Arc<tokio::sync::Mutex<Option<Vec<u8>>>>;
+
 pub struct KubeSecretWriter {
     client: kube::Client,
     /// Per Secret: a lock, and the digest of the content last known to be in the cluster.
-    known: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<Option<Vec<u8>>>>>>,
+    known: Mutex<HashMap<(String, String), Slot>>,
 }
 
 /// What makes two copies equal: data, type and owner.
