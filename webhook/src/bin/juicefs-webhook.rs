@@ -1,0 +1,183 @@
+//! `juicefs-webhook`: wires the Kubernetes client, the watch caches, the global ConfigMap
+//! file and the TLS files to the admission server.
+
+use clap::Parser;
+use jfs_mountspec::GlobalConfig;
+use jfs_webhook::cluster::KubeView;
+use jfs_webhook::inject::InjectConfig;
+use jfs_webhook::secrets::KubeSecretWriter;
+use jfs_webhook::server::{self, AppState};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "juicefs-webhook",
+    version,
+    about = "Injects the JuiceFS mount sidecar into pods"
+)]
+struct Args {
+    /// HTTPS port.
+    #[arg(long, default_value_t = 9444)]
+    port: u16,
+    /// Serving certificate and key (PEM); reloaded when they change.
+    #[arg(long, default_value = "/etc/webhook/certs/tls.crt")]
+    cert: PathBuf,
+    #[arg(long, default_value = "/etc/webhook/certs/tls.key")]
+    key: PathBuf,
+    /// The global ConfigMap's config.yaml as mounted; reloaded when it changes.
+    #[arg(long, default_value = "/etc/juicefs/config.yaml")]
+    config: PathBuf,
+    /// Mount image when nothing else names one.
+    #[arg(long, env = "JUICEFS_MOUNT_IMAGE", default_value = jfs_mountspec::setting::DEFAULT_IMAGE)]
+    mount_image: String,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn load_config(path: &PathBuf) -> Result<GlobalConfig, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => GlobalConfig::parse(&text).map_err(|e| e.to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(GlobalConfig::default()),
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    }
+}
+
+/// Native sidecars need every kubelet and the API server at 1.29 or later.
+async fn server_supports_native(client: &kube::Client) -> Result<bool, String> {
+    let v = client
+        .apiserver_version()
+        .await
+        .map_err(|e| e.to_string())?;
+    let num = |s: &str| {
+        s.trim_end_matches(|c: char| !c.is_ascii_digit())
+            .parse::<u32>()
+            .unwrap_or(0)
+    };
+    Ok((num(&v.major), num(&v.minor)) >= (1, 29))
+}
+
+async fn run(a: Args) -> Result<(), String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
+    let native_api = server_supports_native(&client)
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API server: {e}"))?;
+    let global = load_config(&a.config)?;
+    let native = global.enable_native_sidecar.unwrap_or(native_api);
+    tracing::info!(
+        native,
+        "sidecar placement: {}",
+        if native {
+            "native init container"
+        } else {
+            "classic container"
+        }
+    );
+    let view = Arc::new(KubeView::start(client.clone()));
+    let state = Arc::new(AppState {
+        view: view.clone(),
+        writer: Arc::new(KubeSecretWriter::new(client.clone())),
+        config: RwLock::new(InjectConfig {
+            global,
+            native,
+            default_image: a.mount_image.clone(),
+        }),
+        ready: AtomicBool::new(false),
+    });
+    {
+        let state = state.clone();
+        tokio::spawn(async move {
+            view.ready().await;
+            state.ready.store(true, Ordering::Relaxed);
+            tracing::info!("watch caches synced: ready");
+        });
+    }
+    {
+        // Config changes and the API server version, re-read in the background.
+        let (state, path, client) = (state.clone(), a.config.clone(), client.clone());
+        tokio::spawn(async move {
+            let mut last = std::fs::read_to_string(&path).ok();
+            let mut ticks = 0u64;
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                ticks += 1;
+                let now = std::fs::read_to_string(&path).ok();
+                let mut native_api = None;
+                if ticks % 60 == 0 {
+                    native_api = server_supports_native(&client).await.ok();
+                }
+                if now == last && native_api.is_none() {
+                    continue;
+                }
+                match load_config(&path) {
+                    Ok(g) => {
+                        if let Ok(mut c) = state.config.write() {
+                            let api = native_api.unwrap_or(c.native);
+                            c.native = g.enable_native_sidecar.unwrap_or(api);
+                            c.global = g;
+                        }
+                        if now != last {
+                            tracing::info!("reloaded {}", path.display());
+                        }
+                        last = now;
+                    }
+                    Err(e) => tracing::error!("keeping the last good configuration: {e}"),
+                }
+            }
+        });
+    }
+    let tls = server::tls_config(a.cert.clone(), a.key.clone(), Duration::from_secs(10))
+        .await
+        .map_err(|e| format!("loading the serving certificate {}: {e}", a.cert.display()))?;
+    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], a.port));
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            term.recv().await;
+            h.graceful_shutdown(Some(Duration::from_secs(10)));
+        }
+    });
+    tracing::info!("serving on {addr}");
+    axum_server::bind_rustls(addr, tls)
+        .handle(handle)
+        .serve(server::router(state).into_make_service())
+        .await
+        .map_err(|e| format!("serving on {addr}: {e}"))
+}
+
+fn main() -> ExitCode {
+    let a = Args::parse();
+    let builder = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    );
+    if a.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("juicefs-webhook: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(a)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("juicefs-webhook: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
