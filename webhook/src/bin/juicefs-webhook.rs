@@ -110,7 +110,7 @@ async fn run(a: Args) -> Result<(), String> {
                 ticks += 1;
                 let now = std::fs::read_to_string(&path).ok();
                 let mut native_api = None;
-                if ticks % 60 == 0 {
+                if ticks.is_multiple_of(60) {
                     native_api = server_supports_native(&client).await.ok();
                 }
                 if now == last && native_api.is_none() {
