@@ -87,35 +87,18 @@ pub fn deny(uid: &str, code: u16, message: &str) -> Value {
     })
 }
 
-/// Decodes, lets the view fetch what it needs, then decides.
-pub async fn handle_async(
-    body: &[u8],
-    view: &(dyn ClusterView + Sync),
-    cfg: &InjectConfig,
-) -> Result<Outcome, BadRequest> {
-    if let Ok(r) = serde_json::from_slice::<Review>(body)
-        && let Some(req) = &r.request
-        && let Some(pod) = req
-            .object
-            .clone()
-            .and_then(|o| serde_json::from_value::<Pod>(o).ok())
-    {
-        let ns = pod
-            .metadata
-            .namespace
-            .clone()
-            .or_else(|| req.namespace.clone())
-            .unwrap_or_default();
-        view.prepare(&pod, &ns).await;
-    }
-    handle(body, view, cfg)
+/// A decoded review: answered already, or a pod to decide on.
+enum Parsed {
+    Answer(Outcome),
+    Pod {
+        uid: String,
+        namespace: String,
+        pod: Box<Pod>,
+        dry_run: bool,
+    },
 }
 
-pub fn handle(
-    body: &[u8],
-    view: &dyn ClusterView,
-    cfg: &InjectConfig,
-) -> Result<Outcome, BadRequest> {
+fn parse(body: &[u8]) -> Result<Parsed, BadRequest> {
     let review: Review = serde_json::from_slice(body)
         .map_err(|e| BadRequest(format!("malformed AdmissionReview: {e}")))?;
     if review.api_version != "admission.k8s.io/v1" || review.kind != "AdmissionReview" {
@@ -128,14 +111,16 @@ pub fn handle(
         .request
         .ok_or_else(|| BadRequest("AdmissionReview has no request".into()))?;
     let dry_run = req.dry_run.unwrap_or(false);
-    let done = |response| Outcome {
-        response,
-        secrets: Vec::new(),
-        dry_run,
-        uid: req.uid.clone(),
+    let answer = |response| {
+        Parsed::Answer(Outcome {
+            response,
+            secrets: Vec::new(),
+            dry_run,
+            uid: req.uid.clone(),
+        })
     };
     if !req.kind.group.is_empty() || req.kind.kind != "Pod" || req.operation != "CREATE" {
-        return Ok(done(allow(
+        return Ok(answer(allow(
             &req.uid,
             &format!(
                 "ignored: {} {} is not a Pod CREATE",
@@ -143,35 +128,59 @@ pub fn handle(
             ),
         )));
     }
-    let Some(object) = req.object.clone() else {
-        return Ok(done(deny(&req.uid, 400, "the request carries no pod")));
+    let Some(object) = req.object else {
+        return Ok(answer(deny(&req.uid, 400, "the request carries no pod")));
     };
     let pod: Pod = match serde_json::from_value(object) {
         Ok(p) => p,
         Err(e) => {
-            return Ok(done(deny(
+            return Ok(answer(deny(
                 &req.uid,
                 400,
                 &format!("the pod does not decode: {e}"),
             )));
         }
     };
-    let ns = req.namespace.clone().unwrap_or_else(|| "default".into());
-    match decide(&pod, &ns, view, cfg) {
-        Decision::Skip(why) => Ok(done(allow(
-            &req.uid,
-            &format!("skip mutating the pod: {why}"),
-        ))),
-        Decision::Deny(why) => Ok(done(deny(&req.uid, 403, &format!("JuiceFS: {why}")))),
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .or(req.namespace)
+        .unwrap_or_else(|| "default".into());
+    Ok(Parsed::Pod {
+        uid: req.uid,
+        namespace,
+        pod: Box::new(pod),
+        dry_run,
+    })
+}
+
+fn decide_pod(
+    uid: String,
+    namespace: &str,
+    pod: &Pod,
+    dry_run: bool,
+    view: &dyn ClusterView,
+    cfg: &InjectConfig,
+) -> Result<Outcome, BadRequest> {
+    let done = |response| Outcome {
+        response,
+        secrets: Vec::new(),
+        dry_run,
+        uid: uid.clone(),
+    };
+    match decide(pod, namespace, view, cfg) {
+        Decision::Skip(why) => Ok(done(allow(&uid, &format!("skip mutating the pod: {why}")))),
+        Decision::Deny(why) => Ok(done(deny(&uid, 403, &format!("JuiceFS: {why}")))),
         Decision::Mutate {
             pod: mutated,
             secrets,
         } => {
-            let patch = crate::json_patch(&pod, &mutated)
+            let patch = crate::json_patch(pod, &mutated)
                 .map_err(|e| BadRequest(format!("cannot encode the patch: {e}")))?;
             let patch = serde_json::to_vec(&patch).map_err(|e| BadRequest(e.to_string()))?;
             let response = wrap(Response {
-                uid: req.uid.clone(),
+                uid: uid.clone(),
                 allowed: true,
                 status: None,
                 patch_type: Some("JSONPatch"),
@@ -181,8 +190,45 @@ pub fn handle(
                 response,
                 secrets,
                 dry_run,
-                uid: req.uid,
+                uid,
             })
         }
+    }
+}
+
+/// Decodes, lets the view fetch what it needs (Secrets), then decides.
+pub async fn handle_async(
+    body: &[u8],
+    view: &(dyn ClusterView + Sync),
+    cfg: &InjectConfig,
+) -> Result<Outcome, BadRequest> {
+    match parse(body)? {
+        Parsed::Answer(o) => Ok(o),
+        Parsed::Pod {
+            uid,
+            namespace,
+            pod,
+            dry_run,
+        } => {
+            view.prepare(&pod, &namespace).await;
+            decide_pod(uid, &namespace, &pod, dry_run, view, cfg)
+        }
+    }
+}
+
+/// `handle_async` for views that need no fetching.
+pub fn handle(
+    body: &[u8],
+    view: &dyn ClusterView,
+    cfg: &InjectConfig,
+) -> Result<Outcome, BadRequest> {
+    match parse(body)? {
+        Parsed::Answer(o) => Ok(o),
+        Parsed::Pod {
+            uid,
+            namespace,
+            pod,
+            dry_run,
+        } => decide_pod(uid, &namespace, &pod, dry_run, view, cfg),
     }
 }
