@@ -257,10 +257,10 @@ async fn main() {
     // Warm: ready caches and one admission (writes the Secret copy once).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(mut c) = Conn::open(addr, &connector).await {
-            if let Ok((200, _)) = c.post("/juicefs/inject-v1-pod", &review(0)).await {
-                break;
-            }
+        if let Ok(mut c) = Conn::open(addr, &connector).await
+            && let Ok((200, _)) = c.post("/juicefs/inject-v1-pod", &review(0)).await
+        {
+            break;
         }
         assert!(Instant::now() < deadline, "the webhook never answered");
         tokio::time::sleep(Duration::from_millis(200)).await;
