@@ -7,6 +7,8 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
+pub mod server;
+
 #[derive(Default)]
 pub struct FakeCluster {
     pub pvcs: BTreeMap<(String, String), PersistentVolumeClaim>,
