@@ -177,6 +177,20 @@ pub fn decide(
 ) -> Decision {
     let labels = pod.metadata.labels.as_ref();
     if is_true(labels, LABEL_DONE) {
+        // Reinvoked after later webhooks ran: a webhook built against an old Kubernetes
+        // API drops fields it does not know, and a native sidecar without
+        // `restartPolicy: Always` blocks the pod in PodInitializing forever.
+        let stripped = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.init_containers.iter().flatten())
+            .find(|c| c.name.starts_with("jfs-mount") && c.restart_policy.is_none());
+        if let Some(c) = stripped {
+            return Decision::Deny(format!(
+                "init container {:?} lost restartPolicy: Always after injection: another mutating webhook rewrote the pod with an API older than Kubernetes 1.28; upgrade that webhook, or set enableNativeSidecar: false in the juicefs-csi-driver-config ConfigMap",
+                c.name
+            ));
+        }
         return Decision::Skip("injection is already done".into());
     }
     if is_true(labels, LABEL_DISABLE) {

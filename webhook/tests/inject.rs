@@ -264,3 +264,20 @@ fn denials_carry_the_fix() {
     c.secrets.clear();
     assert!(deny(&c, &one("data")).contains("Secret kube-system/jfs-secret"));
 }
+
+#[test]
+fn a_sidecar_stripped_by_another_webhook_is_reported() {
+    let c = FakeCluster::standard();
+    let (mut m, _) = mutate(&app_pod(), &c, &cfg(true));
+    // Reinvocation with the pod as an old webhook left it.
+    assert!(matches!(
+        decide(&m, "app", &c, &cfg(true)),
+        Decision::Skip(_)
+    ));
+    m.spec.as_mut().unwrap().init_containers.as_mut().unwrap()[0].restart_policy = None;
+    let msg = deny(&c, &m);
+    assert!(
+        msg.contains("lost restartPolicy: Always") && msg.contains("enableNativeSidecar: false"),
+        "{msg}"
+    );
+}
