@@ -410,7 +410,7 @@ impl fuser::Filesystem for FuseFs {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -419,6 +419,7 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        tracing::debug!(ino = ino.0, fh = fh.0, offset, len = data.len(), "write");
         match self.rt.block_on(self.vfs.write(fh.0, offset, data)) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno("write", &e)),
@@ -435,6 +436,7 @@ impl fuser::Filesystem for FuseFs {
     ) {
         self.release_locks(self.ino(ino), lock_owner.0);
         let r = self.rt.block_on(self.vfs.flush(fh.0));
+        tracing::debug!(ino = ino.0, fh = fh.0, ok = r.is_ok(), "flush");
         self.empty(reply, "flush", r)
     }
 
@@ -464,6 +466,7 @@ impl fuser::Filesystem for FuseFs {
             }
         }
         let r = self.rt.block_on(self.vfs.release(fh.0));
+        tracing::debug!(ino = ino.0, fh = fh.0, ok = r.is_ok(), "release");
         self.empty(reply, "release", r)
     }
 
@@ -672,13 +675,16 @@ impl fuser::Filesystem for FuseFs {
             self.vfs
                 .create(self.ino(parent), name, perm, flags, caller(req)),
         ) {
-            Ok((ino, a, fh)) => reply.created(
-                &self.ttl(&a),
-                &self.attr(ino, &a),
-                Generation(0),
-                FileHandle(fh),
-                FopenFlags::empty(),
-            ),
+            Ok((ino, a, fh)) => {
+                tracing::debug!(ino, fh, "create");
+                reply.created(
+                    &self.ttl(&a),
+                    &self.attr(ino, &a),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                )
+            }
             Err(e) => reply.error(errno("create", &e)),
         }
     }

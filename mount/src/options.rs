@@ -19,6 +19,9 @@ pub struct MountOptions {
     pub no_bgjob: bool,
     pub heartbeat: Duration,
     pub debug: bool,
+    /// Keep a read-only tmpfs under the FUSE mount, so writes in the gap between a crash
+    /// and the remount fail with EROFS instead of landing on the bare directory.
+    pub ro_guard: bool,
     /// Options accepted for compatibility with JuiceFS that do not change behaviour yet.
     pub ignored: Vec<String>,
 }
@@ -38,6 +41,7 @@ impl Default for MountOptions {
             no_bgjob: false,
             heartbeat: Duration::from_secs(12),
             debug: false,
+            ro_guard: false,
             ignored: Vec::new(),
         }
     }
@@ -203,6 +207,7 @@ impl MountOptions {
             "heartbeat" => self.heartbeat = secs(key, value)?.max(Duration::from_secs(1)),
             "log" => self.log = value.map(str::to_string),
             "no-bgjob" => self.no_bgjob = true,
+            "ro-guard" => self.ro_guard = true,
             "writeback" => return Err(OptionError::Writeback),
             k if FUSE_FLAGS.contains(&k) => self.fuse.push(k.to_string()),
             k if FUSE_VALUED.contains(&k) => match value {

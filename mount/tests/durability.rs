@@ -8,6 +8,18 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+fn write_and_close(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    let mut f = File::create(path)?;
+    f.write_all(data)?;
+    let fd = f.into_raw_fd();
+    // SAFETY: `fd` was just released by `f` and is closed exactly once here.
+    if unsafe { libc::close(fd) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[test]
 fn fsynced_data_survives_kill_9_and_the_dead_mount_is_replaced() {
     let v = Volume::new(Backend::SqliteFile).unwrap();
@@ -27,7 +39,9 @@ fn fsynced_data_survives_kill_9_and_the_dead_mount_is_replaced() {
             for i in 0u64.. {
                 let name = format!("f{i}");
                 let size = 1000 + (i as usize * 7919) % 300_000;
-                if fs::write(mp.join(&name), pattern(i, size)).is_err() {
+                // Only a close that succeeded acknowledges the data (std's File ignores
+                // close errors on drop, so close explicitly).
+                if write_and_close(&mp.join(&name), &pattern(i, size)).is_err() {
                     return;
                 }
                 acked.lock().unwrap().push((name, size, i));
@@ -45,6 +59,7 @@ fn fsynced_data_survives_kill_9_and_the_dead_mount_is_replaced() {
     };
     std::thread::sleep(Duration::from_millis(2500));
     m.kill9_leave_dead_mount();
+    let first_log = m.log();
     writer.join().unwrap();
     let acked = acked.lock().unwrap().clone();
     assert!(
@@ -59,9 +74,32 @@ fn fsynced_data_survives_kill_9_and_the_dead_mount_is_replaced() {
             growing_len = *size;
             continue;
         }
-        let got =
-            fs::read(m.path(name)).unwrap_or_else(|e| panic!("{name} lost after kill -9: {e}"));
-        assert!(got == pattern(*seed, *size), "{name} differs after kill -9");
+        let got = fs::read(m.path(name))
+            .unwrap_or_else(|e| panic!("{name} lost after kill -9: {e}\nclient log:\n{}", m.log()));
+        let want = pattern(*seed, *size);
+        if got != want {
+            let first = got.iter().zip(&want).position(|(a, b)| a != b);
+            let db = v.dir.path().join("meta.db");
+            let rows = std::process::Command::new("sqlite3")
+                .arg(&db)
+                .arg(format!(
+                    "SELECT n.inode, n.length, hex(c.slices) FROM jfs_edge e JOIN jfs_node n ON n.inode=e.inode LEFT JOIN jfs_chunk c ON c.inode=n.inode WHERE e.name='{name}'"
+                ))
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let ino = rows.split('|').next().unwrap_or("?").to_string();
+            let related: Vec<&str> = first_log
+                .lines()
+                .filter(|l| l.contains(&ino) || l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            panic!(
+                "{name} differs after kill -9: {} bytes, want {}; first difference at {first:?}; metadata: {rows}\nfirst client, about inode {ino}:\n{}",
+                got.len(),
+                want.len(),
+                related.join("\n")
+            );
+        }
     }
     let got = fs::read(m.path("growing")).unwrap();
     assert!(
@@ -75,4 +113,42 @@ fn fsynced_data_survives_kill_9_and_the_dead_mount_is_replaced() {
             "growing file piece {i} differs"
         );
     }
+}
+
+#[test]
+fn the_read_only_guard_catches_writes_between_a_crash_and_the_remount() {
+    let v = Volume::new(Backend::SqliteFile).unwrap();
+    v.format_ours(&[]);
+    let mp = v.mountpoint("guard");
+    let mut m = Mount::ours(&v, &mp, &["-o", "ro-guard"]);
+    fs::write(mp.join("kept"), b"before the crash").unwrap();
+    m.kill9_leave_dead_mount();
+    // What the restarting sidecar does first: lazily unmount the dead FUSE mount.
+    assert!(
+        std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&mp)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let err = fs::write(mp.join("lost"), b"would vanish under the new mount").unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::EROFS),
+        "writes in the gap must fail, not land on disk"
+    );
+    let mut m = Mount::ours(&v, &mp, &["-o", "ro-guard"]);
+    assert_eq!(fs::read(mp.join("kept")).unwrap(), b"before the crash");
+    m.unmount();
+    // A clean exit removes the guard: the directory is plain and writable again.
+    assert!(!is_mounted(&mp));
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(
+        !mounts
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(&*mp.to_string_lossy())),
+        "guard left behind"
+    );
+    fs::write(mp.join("plain"), b"ok").unwrap();
 }

@@ -117,6 +117,8 @@ fn copy(value: &str) -> Secret {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_admissions_writes_the_copy_once() {
+    // The workspace compiles rustls with ring and aws-lc (other crates pull it): pick one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let (api, client) = fake_api().await;
     let writer = Arc::new(KubeSecretWriter::new(client.clone()));
     let secret = copy("redis://r/1");

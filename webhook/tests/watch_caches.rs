@@ -108,6 +108,8 @@ fn admission() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admissions_are_served_from_watch_caches() {
+    // The workspace compiles rustls with ring and aws-lc (other crates pull it): pick one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let (api, client) = fake().await;
     let view = KubeView::start(client);
     tokio::time::timeout(Duration::from_secs(10), view.ready())

@@ -40,6 +40,49 @@ fn prepare_mountpoint(mp: &Path) -> Result<(), String> {
     }
 }
 
+/// Source name of the read-only guard tmpfs, so we recognise our own.
+const GUARD_SOURCE: &str = "jfs-ro-guard";
+
+fn top_mount_source(mp: &Path) -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    let mp = mp.to_string_lossy();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (src, at) = (f.next()?, f.next()?);
+            (at == mp).then(|| src.to_string())
+        })
+        .next_back()
+}
+
+/// Puts the read-only guard under the coming FUSE mount, unless it is already there (a
+/// restart after a crash finds it once the dead mount is gone).
+fn place_guard(mp: &Path) -> Result<(), String> {
+    if top_mount_source(mp).as_deref() == Some(GUARD_SOURCE) {
+        return Ok(());
+    }
+    use nix::mount::MsFlags;
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    nix::mount::mount(
+        Some(GUARD_SOURCE),
+        mp,
+        Some("tmpfs"),
+        flags,
+        Some("size=4k,mode=0555"),
+    )
+    .map_err(|e| format!("placing the read-only guard at {}: {e}", mp.display()))
+}
+
+/// Removes the guard after a clean unmount (it would block the emptyDir's teardown).
+fn remove_guard(mp: &Path) {
+    if top_mount_source(mp).as_deref() == Some(GUARD_SOURCE)
+        && let Err(e) = super::umount::unmount(&mp.to_string_lossy(), false)
+    {
+        tracing::warn!("removing the read-only guard at {}: {e}", mp.display());
+    }
+}
+
 async fn resolve_subdir(m: &dyn Meta, subdir: &str, create: bool) -> Result<Ino, String> {
     let mut ino = ROOT_INO;
     for part in subdir.split('/').filter(|p| !p.is_empty()) {
@@ -265,6 +308,9 @@ fn serve(
     let mounted = rt.block_on(setup(meta_url, mp, o))?;
     let fs = FuseFs::new(mounted.vfs.clone(), rt.handle().clone());
     let config = fuser_config(o, &mounted.name);
+    if o.ro_guard {
+        place_guard(mp)?;
+    }
     let session = kernel_mount(mp, o, &mounted.name).and_then(|fd| match fd {
         Some(fd) => fuser::Session::from_fd(fs, fd, acl(o), config).map_err(|e| {
             let _ = super::umount::unmount(&mp.to_string_lossy(), true);
@@ -276,6 +322,9 @@ fn serve(
     let session = match session {
         Ok(s) => s,
         Err(e) => {
+            if o.ro_guard {
+                remove_guard(mp);
+            }
             if let Some(sid) = mounted.sid {
                 let _ = rt.block_on(mounted.meta.close_session(sid));
             }
@@ -317,6 +366,9 @@ fn serve(
         std::process::exit(1);
     });
     let served = session.run();
+    if o.ro_guard {
+        remove_guard(mp);
+    }
     let closed = rt.block_on(async {
         mounted.vfs.flush_all().await.map_err(|e| e.to_string())?;
         if let Some(sid) = mounted.sid {

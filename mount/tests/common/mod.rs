@@ -190,16 +190,23 @@ pub struct Mount {
 
 impl Mount {
     fn start(mut cmd: Command, mp: &Path) -> Mount {
-        let log = mp.with_extension("log");
+        static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = mp.with_extension(format!("{n}.log"));
         let f = std::fs::File::create(&log).expect("log file");
         cmd.stdout(Stdio::null()).stderr(f);
         let mut child = cmd.spawn().expect("spawn client");
         let deadline = Instant::now() + Duration::from_secs(20);
-        // Live means: listed as fuse.juicefs and its root (inode 1) answers; a dead mount
-        // left by a killed client is listed too but answers ENOTCONN.
+        // Live means: the top mount is fuse.juicefs and the client answers statfs. A dead
+        // mount left by a killed client is listed too, and `stat` may still be answered
+        // from the kernel's attribute cache; `juicefs probe` is not fooled by either.
         let live = |mp: &Path| {
-            use std::os::unix::fs::MetadataExt;
-            is_mounted(mp) && std::fs::metadata(mp).map(|m| m.ino() == 1).unwrap_or(false)
+            Command::new(OURS)
+                .arg("probe")
+                .arg(mp)
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
         };
         while !live(mp) {
             if let Ok(Some(status)) = child.try_wait() {
