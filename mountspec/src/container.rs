@@ -106,6 +106,10 @@ pub fn script(s: &MountSetting, p: &ContainerParams) -> String {
         "allow_other".to_string(),
         format!("metrics=0.0.0.0:{}", p.metrics_port),
     ];
+    if p.placement != Placement::MountPod {
+        // Writes between a crash and the remount fail (EROFS) instead of vanishing.
+        opts.push("ro-guard".to_string());
+    }
     opts.extend(
         s.options
             .iter()

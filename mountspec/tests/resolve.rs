@@ -337,7 +337,7 @@ fn containers_carry_no_credentials_and_probe_the_mount() {
     assert_eq!(
         sc,
         "set -e\njuicefs format --no-update --storage 's3' --bucket 'http://minio:9000/bkt' env:metaurl 'myjfs'\n\
-         exec juicefs mount env:metaurl '/jfs/u-1' -o 'allow_other,metrics=0.0.0.0:9567,cache-size=2048'"
+         exec juicefs mount env:metaurl '/jfs/u-1' -o 'allow_other,metrics=0.0.0.0:9567,ro-guard,cache-size=2048'"
     );
 }
 
