@@ -31,6 +31,19 @@ pub enum Cmd {
     Status(StatusArgs),
     /// Exit 0 only when MOUNTPOINT is a live mount of this client (startup probes).
     Probe(ProbeArgs),
+    /// Wait until nothing is open or being written on MOUNTPOINT (a sidecar's preStop).
+    Drain(DrainArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DrainArgs {
+    pub mountpoint: String,
+    /// Give up waiting after this many seconds (keep it inside the pod's grace period).
+    #[arg(long, default_value_t = 25)]
+    pub timeout: u64,
+    /// How long the mount must stay idle.
+    #[arg(long, default_value_t = 2)]
+    pub quiet: u64,
 }
 
 #[derive(Args, Debug)]
@@ -222,5 +235,6 @@ pub fn main_with(argv: Vec<String>) -> ExitCode {
             }
         }
         Cmd::Probe(a) => commands::probe::run(&a.mountpoint, a.wait),
+        Cmd::Drain(a) => commands::drain::run(&a.mountpoint, a.timeout, a.quiet),
     }
 }

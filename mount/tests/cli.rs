@@ -87,3 +87,57 @@ fn background_mount_helper_form_subdir_umount_and_status() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a mount point"));
 }
+
+#[test]
+fn drain_waits_for_open_files_then_returns() {
+    let v = Volume::new(Backend::SqliteFile).unwrap();
+    v.format_ours(&[]);
+    let mp = v.mountpoint("drain");
+    let drain = |timeout: &str| {
+        Command::new(OURS)
+            .args([
+                "drain",
+                mp.to_str().unwrap(),
+                "--timeout",
+                timeout,
+                "--quiet",
+                "1",
+            ])
+            .spawn()
+            .unwrap()
+    };
+    // Nobody serving: nothing to wait for.
+    let started = std::time::Instant::now();
+    assert!(drain("10").wait().unwrap().success());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    let m = Mount::ours(&v, &mp, &[]);
+    let mut held = std::fs::File::create(m.path("busy")).unwrap();
+    std::io::Write::write_all(&mut held, b"in use").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let mut d = drain("20");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(
+        d.try_wait().unwrap().is_none(),
+        "drain must wait while a file is open"
+    );
+    drop(held);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = d.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "drain never returned after the close"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success());
+    // A file held past the timeout does not hold the pod forever.
+    let _held = std::fs::File::create(m.path("stuck")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let started = std::time::Instant::now();
+    assert!(drain("2").wait().unwrap().success());
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+}

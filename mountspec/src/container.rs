@@ -36,6 +36,8 @@ pub struct ContainerParams {
     /// Unique within the pod, at most 15 characters.
     pub metrics_port_name: String,
     pub placement: Placement,
+    /// The pod's termination grace period: the classic `preStop` waits inside it.
+    pub grace_seconds: i64,
 }
 
 /// What the Secret copy holds: only the values the container reads, under fixed keys.
@@ -165,6 +167,19 @@ pub fn mount_container(s: &MountSetting, p: &ContainerParams) -> Container {
                     "--wait",
                     "60",
                     p.mount_path.as_str(),
+                ])),
+                ..Default::default()
+            });
+            // Containers stop in no order: wait for the app's files to close (bounded by the
+            // grace period) before the client gets its SIGTERM and unmounts.
+            let timeout = (p.grace_seconds - 5).max(1).to_string();
+            l.pre_stop.get_or_insert(LifecycleHandler {
+                exec: Some(exec(&[
+                    "juicefs",
+                    "drain",
+                    p.mount_path.as_str(),
+                    "--timeout",
+                    &timeout,
                 ])),
                 ..Default::default()
             });

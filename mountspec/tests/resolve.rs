@@ -257,6 +257,7 @@ fn params(placement: Placement) -> ContainerParams {
         metrics_port: 9567,
         metrics_port_name: "metrics".into(),
         placement,
+        grace_seconds: 30,
     }
 }
 
@@ -328,6 +329,11 @@ fn containers_carry_no_credentials_and_probe_the_mount() {
                         .as_ref()
                         .unwrap()
                         .contains(&"--wait".to_string())
+                );
+                let stop = c.lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap();
+                assert_eq!(
+                    stop.exec.as_ref().unwrap().command.as_ref().unwrap(),
+                    &["juicefs", "drain", "/jfs/u-1", "--timeout", "25"]
                 );
             }
             Placement::MountPod => assert!(c.startup_probe.is_none() && c.lifecycle.is_none()),

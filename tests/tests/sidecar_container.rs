@@ -130,6 +130,7 @@ fn injected_container_mounts_serves_and_flushes() {
         metrics_port: 9567,
         metrics_port_name: "metrics".into(),
         placement: Placement::NativeSidecar,
+        grace_seconds: 30,
     };
     let c = mount_container(&setting, &params);
     let copy = secret_copy_data(&secret);

@@ -286,6 +286,11 @@ pub fn decide(
             } else {
                 Placement::ClassicSidecar
             },
+            grace_seconds: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30),
         };
         sidecars.push(mount_container(&setting, &params));
         secrets.push(Secret {

@@ -341,6 +341,23 @@ fn serve(
         let _guard = rt.enter();
         mounted.vfs.spawn_auto_commit();
     }
+    {
+        // State for `juicefs drain` (the classic sidecar's preStop) in this container.
+        let (vfs, mp) = (mounted.vfs.clone(), mp.to_path_buf());
+        rt.spawn(async move {
+            loop {
+                let state = super::drain::MountState {
+                    pid: std::process::id(),
+                    open_handles: vfs.open_handles(),
+                    dirty_files: vfs.dirty_files().await,
+                };
+                if let Err(e) = super::drain::publish(&mp, &state) {
+                    tracing::debug!("publishing mount state: {e}");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
     let (vfs, mp_str) = (mounted.vfs.clone(), mp.to_string_lossy().into_owned());
     rt.spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -366,6 +383,7 @@ fn serve(
         std::process::exit(1);
     });
     let served = session.run();
+    super::drain::withdraw(mp);
     if o.ro_guard {
         remove_guard(mp);
     }

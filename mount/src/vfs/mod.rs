@@ -626,7 +626,30 @@ impl Vfs {
         }
     }
 
+    /// Open files (directories excluded).
     pub fn open_handles(&self) -> usize {
-        self.handles.lock().map(|h| h.len()).unwrap_or(0)
+        self.handles
+            .lock()
+            .map(|h| {
+                h.values()
+                    .filter(|x| matches!(&***x, Handle::File { .. }))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Files with writes not yet committed.
+    pub async fn dirty_files(&self) -> usize {
+        let writers: Vec<_> = match self.writers.lock() {
+            Ok(w) => w.values().cloned().collect(),
+            Err(_) => return 0,
+        };
+        let mut n = 0;
+        for w in writers {
+            if !w.is_idle().await {
+                n += 1;
+            }
+        }
+        n
     }
 }
