@@ -216,19 +216,11 @@ pub async fn handle_async(
     }
 }
 
-/// `handle_async` for views that need no fetching.
+/// `handle_async` run to completion on the calling thread (tests, views that fetch nothing).
 pub fn handle(
     body: &[u8],
-    view: &dyn ClusterView,
+    view: &(dyn ClusterView + Sync),
     cfg: &InjectConfig,
 ) -> Result<Outcome, BadRequest> {
-    match parse(body)? {
-        Parsed::Answer(o) => Ok(o),
-        Parsed::Pod {
-            uid,
-            namespace,
-            pod,
-            dry_run,
-        } => decide_pod(uid, &namespace, &pod, dry_run, view, cfg),
-    }
+    futures::executor::block_on(handle_async(body, view, cfg))
 }
