@@ -157,9 +157,11 @@ async fn run(a: Args) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let a = Args::parse();
-    let builder = tracing_subscriber::fmt().with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-    );
+    let builder = tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        );
     if a.log_json {
         builder.json().init();
     } else {
