@@ -187,9 +187,18 @@ pub fn mount_container(s: &MountSetting, p: &ContainerParams) -> Container {
         Placement::MountPod => {}
     }
 
+    // A sidecar's volume is the mount point itself; a Mount Pod gets the host's mount
+    // directory at the parent (`/jfs`) and mounts in a subdirectory of it.
+    let volume_path = match p.placement {
+        Placement::MountPod => std::path::Path::new(&p.mount_path)
+            .parent()
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "/jfs".into()),
+        _ => p.mount_path.clone(),
+    };
     let mut mounts = vec![VolumeMount {
         name: p.volume_name.clone(),
-        mount_path: p.mount_path.clone(),
+        mount_path: volume_path,
         mount_propagation: Some("Bidirectional".into()),
         ..Default::default()
     }];

@@ -8,10 +8,12 @@
 //! - [`config`]: the global ConfigMap (`mountPodPatch` with PVC/node selectors).
 //! - [`setting`]: everything resolved into one [`MountSetting`] and its hash.
 //! - [`container`]: the container built from a setting.
+//! - [`pod`]: the Mount Pod around that container (CSI node path).
 
 pub mod config;
 pub mod container;
 pub mod options;
+pub mod pod;
 pub mod secret;
 pub mod setting;
 

@@ -303,10 +303,16 @@ fn containers_carry_no_credentials_and_probe_the_mount() {
         );
         assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 9567);
         assert_eq!(c.security_context.as_ref().unwrap().privileged, Some(true));
+        // A sidecar's volume is the mount point; a Mount Pod's is the host directory above it.
         let m = &c.volume_mounts.as_ref().unwrap()[0];
+        let want = if placement == Placement::MountPod {
+            "/jfs"
+        } else {
+            "/jfs/u-1"
+        };
         assert_eq!(
             (m.mount_path.as_str(), m.mount_propagation.as_deref()),
-            ("/jfs/u-1", Some("Bidirectional"))
+            (want, Some("Bidirectional"))
         );
         match placement {
             Placement::NativeSidecar => {
@@ -353,4 +359,73 @@ fn the_secret_copy_holds_what_the_env_reads() {
     let keys: Vec<&str> = copy.keys().map(String::as_str).collect();
     assert_eq!(keys, ["access-key", "envs.TZ", "metaurl", "secret-key"]);
     assert_eq!(copy["envs.TZ"], b"Asia/Shanghai");
+}
+
+#[test]
+fn mount_pods_keep_the_go_driver_contract() {
+    use jfs_mountspec::pod::{MountPodParams, mount_pod};
+    let cfg = GlobalConfig::parse(
+        "mountPodPatch:\n  - terminationGracePeriodSeconds: 45\n    hostNetwork: true\n    labels: {team: storage}\n",
+    )
+    .unwrap();
+    let attrs = json!({"juicefs/mount-delete-delay": "5m", "juicefs/clean-cache": "true"});
+    let s = setting_with(&secret(), &pv(attrs, json!({})), &pvc(json!({})), &cfg).unwrap();
+    let p = mount_pod(
+        &s,
+        &MountPodParams {
+            node_name: "node-1".into(),
+            namespace: "kube-system".into(),
+            suffix: "abcdef".into(),
+            host_mount_dir: "/var/lib/juicefs/volume".into(),
+            secret_name: "juicefs-pv-data-secret".into(),
+            priority_class: None,
+        },
+    );
+    let m = &p.metadata;
+    assert_eq!(m.name.as_deref(), Some("juicefs-node-1-pv-data-abcdef"));
+    let labels = m.labels.as_ref().unwrap();
+    assert_eq!(labels["app.kubernetes.io/name"], "juicefs-mount");
+    assert_eq!(labels["volume-id"], "pv-data");
+    assert_eq!(labels["juicefs-hash"], s.hash());
+    assert_eq!(labels["team"], "storage");
+    let ann = m.annotations.as_ref().unwrap();
+    assert_eq!(
+        (
+            ann["juicefs-delete-delay"].as_str(),
+            ann["juicefs-clean-cache"].as_str()
+        ),
+        ("5m", "true")
+    );
+    assert_eq!(
+        m.finalizers.as_deref(),
+        Some(&["juicefs.com/finalizer".to_string()][..])
+    );
+    let spec = p.spec.as_ref().unwrap();
+    assert_eq!(spec.node_name.as_deref(), Some("node-1"));
+    assert_eq!(spec.restart_policy.as_deref(), Some("OnFailure"));
+    assert_eq!(
+        spec.priority_class_name.as_deref(),
+        Some("system-node-critical")
+    );
+    assert_eq!(spec.termination_grace_period_seconds, Some(45));
+    assert_eq!(spec.host_network, Some(true));
+    let host = spec.volumes.as_ref().unwrap()[0]
+        .host_path
+        .as_ref()
+        .unwrap();
+    assert_eq!(host.path, "/var/lib/juicefs/volume");
+    let c = &spec.containers[0];
+    let vm = &c.volume_mounts.as_ref().unwrap()[0];
+    assert_eq!(
+        (vm.mount_path.as_str(), vm.mount_propagation.as_deref()),
+        ("/jfs", Some("Bidirectional"))
+    );
+    let script = &c.command.as_ref().unwrap()[2];
+    assert!(
+        script.contains("'/jfs/pv-data-abcdef'") && !script.contains("ro-guard"),
+        "{script}"
+    );
+    assert!(c.restart_policy.is_none() && c.startup_probe.is_none());
+    let text = serde_json::to_string(&p).unwrap();
+    assert!(!text.contains("s3cretpw") && !text.contains("wJalrSECRETKEY"));
 }
