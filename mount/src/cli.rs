@@ -127,6 +127,9 @@ pub struct MountArgs {
     /// Session heartbeat, seconds.
     #[arg(long, default_value = "12")]
     pub heartbeat: String,
+    /// Prometheus metrics address (default 127.0.0.1:9567, any free port if that is taken).
+    #[arg(long)]
+    pub metrics: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -161,6 +164,9 @@ impl MountArgs {
         }
         if let Some(s) = &self.subdir {
             o.apply(&format!("subdir={s}"))?;
+        }
+        if let Some(m) = &self.metrics {
+            o.apply(&format!("metrics={m}"))?;
         }
         for list in &self.options {
             o.apply_list(list)?;

@@ -114,6 +114,19 @@ impl FuseFs {
         file_attr(self.kino(ino), a)
     }
 
+    /// Runs one operation to completion on this FUSE thread, timing it for the metrics.
+    fn timed<T>(
+        &self,
+        method: &'static str,
+        op: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let start = std::time::Instant::now();
+        let r = self.rt.block_on(op);
+        let errno = r.as_ref().err().map(Error::errno);
+        crate::metrics::METRICS.fuse_op(method, start.elapsed(), errno);
+        r
+    }
+
     fn ttl(&self, a: &Attr) -> Duration {
         if a.kind == FileKind::Dir {
             self.vfs.cfg.dir_entry_ttl
@@ -182,12 +195,12 @@ impl fuser::Filesystem for FuseFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let r = self.rt.block_on(self.vfs.lookup(self.ino(parent), name));
+        let r = self.timed("lookup", self.vfs.lookup(self.ino(parent), name));
         self.entry(reply, "lookup", r)
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.rt.block_on(self.vfs.getattr(self.ino(ino))) {
+        match self.timed("getattr", self.vfs.getattr(self.ino(ino))) {
             Ok(a) => reply.attr(&self.vfs.cfg.attr_ttl, &self.attr(self.ino(ino), &a)),
             Err(e) => reply.error(errno("getattr", &e)),
         }
@@ -229,7 +242,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.rt.block_on(self.vfs.readlink(self.ino(ino))) {
+        match self.timed("readlink", self.vfs.readlink(self.ino(ino))) {
             Ok(t) => reply.data(t.as_bytes()),
             Err(e) => reply.error(errno("readlink", &e)),
         }
@@ -256,11 +269,11 @@ impl fuser::Filesystem for FuseFs {
             return reply.error(Errno::EINVAL);
         }
         let perm = (mode & !umask & 0o7777) as u16;
-        let r =
-            self.rt.block_on(
-                self.vfs
-                    .mknod(self.ino(parent), name, k, perm, rdev, caller(req)),
-            );
+        let r = self.timed(
+            "mknod",
+            self.vfs
+                .mknod(self.ino(parent), name, k, perm, rdev, caller(req)),
+        );
         self.entry(reply, "mknod", r)
     }
 
@@ -278,14 +291,11 @@ impl fuser::Filesystem for FuseFs {
             Err(e) => return reply.error(e),
         };
         let perm = (mode & !umask & 0o7777) as u16;
-        let r = self.rt.block_on(self.vfs.mknod(
-            self.ino(parent),
-            name,
-            FileKind::Dir,
-            perm,
-            0,
-            caller(req),
-        ));
+        let r = self.timed(
+            "mkdir",
+            self.vfs
+                .mknod(self.ino(parent), name, FileKind::Dir, perm, 0, caller(req)),
+        );
         self.entry(reply, "mkdir", r)
     }
 
@@ -323,7 +333,8 @@ impl fuser::Filesystem for FuseFs {
             (Ok(n), Ok(t)) => (n, t),
             _ => return reply.error(Errno::EINVAL),
         };
-        let r = self.rt.block_on(
+        let r = self.timed(
+            "symlink",
             self.vfs
                 .symlink(self.ino(parent), name, target, caller(req)),
         );
@@ -353,14 +364,17 @@ impl fuser::Filesystem for FuseFs {
         } else {
             return reply.error(Errno::EINVAL);
         };
-        let r = self.rt.block_on(self.vfs.rename(
-            self.ino(parent),
-            name,
-            self.ino(newparent),
-            newname,
-            mode,
-            caller(req),
-        ));
+        let r = self.timed(
+            "rename",
+            self.vfs.rename(
+                self.ino(parent),
+                name,
+                self.ino(newparent),
+                newname,
+                mode,
+                caller(req),
+            ),
+        );
         self.empty(reply, "rename", r)
     }
 
@@ -384,7 +398,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.rt.block_on(self.vfs.open(self.ino(ino), flags.0)) {
+        match self.timed("open", self.vfs.open(self.ino(ino), flags.0)) {
             Ok((fh, _)) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno("open", &e)),
         }
@@ -401,7 +415,7 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.rt.block_on(self.vfs.read(fh.0, offset, size)) {
+        match self.timed("read", self.vfs.read(fh.0, offset, size)) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno("read", &e)),
         }
@@ -420,7 +434,7 @@ impl fuser::Filesystem for FuseFs {
         reply: ReplyWrite,
     ) {
         tracing::debug!(ino = ino.0, fh = fh.0, offset, len = data.len(), "write");
-        match self.rt.block_on(self.vfs.write(fh.0, offset, data)) {
+        match self.timed("write", self.vfs.write(fh.0, offset, data)) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno("write", &e)),
         }
@@ -435,7 +449,7 @@ impl fuser::Filesystem for FuseFs {
         reply: ReplyEmpty,
     ) {
         self.release_locks(self.ino(ino), lock_owner.0);
-        let r = self.rt.block_on(self.vfs.flush(fh.0));
+        let r = self.timed("flush", self.vfs.flush(fh.0));
         tracing::debug!(ino = ino.0, fh = fh.0, ok = r.is_ok(), "flush");
         self.empty(reply, "flush", r)
     }
@@ -465,7 +479,7 @@ impl fuser::Filesystem for FuseFs {
                 tracing::warn!("releasing the BSD lock on inode {ino}: {e}");
             }
         }
-        let r = self.rt.block_on(self.vfs.release(fh.0));
+        let r = self.timed("release", self.vfs.release(fh.0));
         tracing::debug!(ino = ino.0, fh = fh.0, ok = r.is_ok(), "release");
         self.empty(reply, "release", r)
     }
@@ -478,12 +492,12 @@ impl fuser::Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let r = self.rt.block_on(self.vfs.flush(fh.0));
+        let r = self.timed("fsync", self.vfs.flush(fh.0));
         self.empty(reply, "fsync", r)
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.rt.block_on(self.vfs.opendir(self.ino(ino))) {
+        match self.timed("opendir", self.vfs.opendir(self.ino(ino))) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno("opendir", &e)),
         }
@@ -497,7 +511,7 @@ impl fuser::Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.rt.block_on(self.vfs.readdir(fh.0, offset, false)) {
+        match self.timed("readdir", self.vfs.readdir(fh.0, offset, false)) {
             Ok(entries) => {
                 for (i, e) in entries.iter().enumerate() {
                     if reply.add(
@@ -523,12 +537,12 @@ impl fuser::Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        match self.rt.block_on(self.vfs.readdir(fh.0, offset, true)) {
+        match self.timed("readdirplus", self.vfs.readdir(fh.0, offset, true)) {
             Ok(entries) => {
                 for (i, e) in entries.iter().enumerate() {
                     let attr = match &e.attr {
                         Some(a) => a.clone(),
-                        None => match self.rt.block_on(self.vfs.getattr(e.ino)) {
+                        None => match self.timed("readdirplus", self.vfs.getattr(e.ino)) {
                             Ok(a) => a,
                             Err(err) => return reply.error(errno("readdirplus", &err)),
                         },
@@ -559,7 +573,7 @@ impl fuser::Filesystem for FuseFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        let r = self.rt.block_on(self.vfs.releasedir(fh.0));
+        let r = self.timed("releasedir", self.vfs.releasedir(fh.0));
         self.empty(reply, "releasedir", r)
     }
 
@@ -576,7 +590,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match self.rt.block_on(self.vfs.statfs()) {
+        match self.timed("statfs", self.vfs.statfs()) {
             Ok(s) => {
                 let bs = 4096u64;
                 reply.statfs(
@@ -619,7 +633,7 @@ impl fuser::Filesystem for FuseFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        match self.rt.block_on(self.vfs.getxattr(self.ino(ino), name)) {
+        match self.timed("getxattr", self.vfs.getxattr(self.ino(ino), name)) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
             Ok(v) => reply.data(&v),
@@ -628,7 +642,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.rt.block_on(self.vfs.listxattr(self.ino(ino))) {
+        match self.timed("listxattr", self.vfs.listxattr(self.ino(ino))) {
             Ok(names) => {
                 let mut buf = Vec::new();
                 for n in names {
@@ -652,7 +666,7 @@ impl fuser::Filesystem for FuseFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let r = self.rt.block_on(self.vfs.removexattr(self.ino(ino), name));
+        let r = self.timed("removexattr", self.vfs.removexattr(self.ino(ino), name));
         self.empty(reply, "removexattr", r)
     }
 
@@ -671,7 +685,8 @@ impl fuser::Filesystem for FuseFs {
             Err(e) => return reply.error(e),
         };
         let perm = (mode & !umask & 0o7777) as u16;
-        match self.rt.block_on(
+        match self.timed(
+            "create",
             self.vfs
                 .create(self.ino(parent), name, perm, flags, caller(req)),
         ) {

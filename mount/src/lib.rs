@@ -8,6 +8,7 @@ pub mod commands;
 pub mod fuse;
 pub mod logging;
 pub mod meta;
+pub mod metrics;
 pub mod object;
 pub mod options;
 pub mod vfs;

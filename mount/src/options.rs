@@ -22,6 +22,8 @@ pub struct MountOptions {
     /// Keep a read-only tmpfs under the FUSE mount, so writes in the gap between a crash
     /// and the remount fail with EROFS instead of landing on the bare directory.
     pub ro_guard: bool,
+    /// Prometheus address (`host:port`); default 127.0.0.1:9567, or any free port if busy.
+    pub metrics: Option<String>,
     /// Options accepted for compatibility with JuiceFS that do not change behaviour yet.
     pub ignored: Vec<String>,
 }
@@ -42,6 +44,7 @@ impl Default for MountOptions {
             heartbeat: Duration::from_secs(12),
             debug: false,
             ro_guard: false,
+            metrics: None,
             ignored: Vec::new(),
         }
     }
@@ -89,7 +92,6 @@ const JFS_LATER: &[&str] = &[
     "get-timeout",
     "put-timeout",
     "io-retries",
-    "metrics",
     "consul",
     "no-usage-report",
     "backup-meta",
@@ -144,6 +146,8 @@ fn is_known(key: &str) -> bool {
             | "no-bgjob"
             | "heartbeat"
             | "writeback"
+            | "ro-guard"
+            | "metrics"
     ) || FUSE_FLAGS.contains(&k)
         || FUSE_VALUED.contains(&k)
         || MOUNT8_NOISE.contains(&k)
@@ -208,6 +212,15 @@ impl MountOptions {
             "log" => self.log = value.map(str::to_string),
             "no-bgjob" => self.no_bgjob = true,
             "ro-guard" => self.ro_guard = true,
+            "metrics" => {
+                let v = value
+                    .filter(|v| v.contains(':'))
+                    .ok_or_else(|| OptionError::BadValue {
+                        name: "metrics".into(),
+                        why: "needs host:port, e.g. metrics=0.0.0.0:9567".into(),
+                    })?;
+                self.metrics = Some(v.to_string());
+            }
             "writeback" => return Err(OptionError::Writeback),
             k if FUSE_FLAGS.contains(&k) => self.fuse.push(k.to_string()),
             k if FUSE_VALUED.contains(&k) => match value {

@@ -141,3 +141,61 @@ fn drain_waits_for_open_files_then_returns() {
     assert!(drain("2").wait().unwrap().success());
     assert!(started.elapsed() >= std::time::Duration::from_secs(2));
 }
+
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn series(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn metrics_endpoint_has_the_juicefs_series_and_they_move() {
+    let v = Volume::new(Backend::SqliteFile).unwrap();
+    v.format_ours(&[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let m = Mount::ours(
+        &v,
+        &v.mountpoint("metrics"),
+        &["-o", &format!("metrics={addr}")],
+    );
+    let before = scrape(&addr);
+    assert!(before.starts_with("HTTP/1.1 200"), "{before}");
+    for name in [
+        "juicefs_uptime",
+        "juicefs_used_space",
+        "juicefs_used_inodes",
+        "juicefs_memory",
+        "juicefs_cpu_usage",
+        "juicefs_fuse_ops_durations_histogram_seconds_bucket",
+        "juicefs_blockcache_hits",
+    ] {
+        assert!(before.contains(name), "{name} missing:\n{before}");
+    }
+    std::fs::write(m.path("f"), vec![7u8; 3 << 20]).unwrap();
+    assert_eq!(std::fs::read(m.path("f")).unwrap().len(), 3 << 20);
+    let after = scrape(&addr);
+    let ops = |t: &str| series(t, "juicefs_fuse_ops_total{");
+    assert!(ops(&after) > ops(&before), "FUSE op counters must move");
+    assert!(
+        series(&after, "juicefs_object_request_data_bytes{") >= (3 << 20) as f64,
+        "object bytes: \n{after}"
+    );
+    assert!(after.contains("method=\"write\"") && after.contains("method=\"PUT\""));
+    assert!(series(&after, "juicefs_used_space{") > 0.0);
+}

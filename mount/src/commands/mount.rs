@@ -342,6 +342,43 @@ fn serve(
         mounted.vfs.spawn_auto_commit();
     }
     {
+        let (vfs, name, mp_s) = (
+            mounted.vfs.clone(),
+            mounted.name.clone(),
+            mp.to_string_lossy().into_owned(),
+        );
+        let live = move || {
+            let (vfs, name, mp_s) = (vfs.clone(), name.clone(), mp_s.clone());
+            Box::pin(async move {
+                let st = vfs.statfs().await.unwrap_or_default();
+                crate::metrics::Live {
+                    vol_name: name,
+                    mount_point: mp_s,
+                    used_space: st.total_space.saturating_sub(st.avail_space),
+                    used_inodes: st.used_inodes,
+                    open_handles: vfs.open_handles(),
+                }
+            })
+                as std::pin::Pin<Box<dyn std::future::Future<Output = crate::metrics::Live> + Send>>
+        };
+        let wanted = o.metrics.clone();
+        rt.block_on(async move {
+            let addr = wanted.clone().unwrap_or_else(|| "127.0.0.1:9567".into());
+            let bound = match crate::metrics::serve(&addr, live.clone()).await {
+                Ok(a) => Some(a),
+                // The default port is taken (another mount): any free one, as JuiceFS does.
+                Err(_) if wanted.is_none() => crate::metrics::serve("127.0.0.1:0", live).await.ok(),
+                Err(e) => {
+                    tracing::warn!("cannot serve metrics on {addr}: {e}");
+                    None
+                }
+            };
+            if let Some(a) = bound {
+                tracing::info!("metrics at http://{a}/metrics");
+            }
+        });
+    }
+    {
         // State for `juicefs drain` (the classic sidecar's preStop) in this container.
         let (vfs, mp) = (mounted.vfs.clone(), mp.to_path_buf());
         rt.spawn(async move {

@@ -194,6 +194,13 @@ impl ObjectStore {
     }
 
     async fn put(&self, key: &str, body: Bytes) -> Result<()> {
+        let (start, len) = (std::time::Instant::now(), body.len() as u64);
+        let r = self.put_inner(key, body).await;
+        crate::metrics::METRICS.object_request("PUT", start.elapsed(), len);
+        r
+    }
+
+    async fn put_inner(&self, key: &str, body: Bytes) -> Result<()> {
         match &self.backend {
             Backend::Dir(d) => d.put(key, body).await.map_err(|source| ObjectError::Local {
                 key: key.to_string(),
@@ -212,6 +219,14 @@ impl ObjectStore {
     }
 
     async fn get(&self, key: &str) -> Result<Bytes> {
+        let start = std::time::Instant::now();
+        let r = self.get_inner(key).await;
+        let len = r.as_ref().map_or(0, |b| b.len() as u64);
+        crate::metrics::METRICS.object_request("GET", start.elapsed(), len);
+        r
+    }
+
+    async fn get_inner(&self, key: &str) -> Result<Bytes> {
         match &self.backend {
             Backend::Dir(d) => d.get(key).await.map_err(|source| ObjectError::Local {
                 key: key.to_string(),
@@ -230,6 +245,13 @@ impl ObjectStore {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
+        let start = std::time::Instant::now();
+        let r = self.delete_inner(key).await;
+        crate::metrics::METRICS.object_request("DELETE", start.elapsed(), 0);
+        r
+    }
+
+    async fn delete_inner(&self, key: &str) -> Result<()> {
         match &self.backend {
             Backend::Dir(d) => d.delete(key).await.map_err(|source| ObjectError::Local {
                 key: key.to_string(),

@@ -51,6 +51,7 @@ impl BlockCache {
                 size: size as u64,
             });
             e.used = tick;
+            crate::metrics::METRICS.block_cache(e.cell.initialized());
             e.cell.clone()
         };
         let r = cell
