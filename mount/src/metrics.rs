@@ -9,7 +9,8 @@ use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 /// JuiceFS's latency buckets: 10 µs growing by 1.8, 29 of them.
-static BUCKETS: LazyLock<[f64; 29]> = LazyLock::new(|| std::array::from_fn(|i| 1e-5 * 1.8f64.powi(i as i32)));
+static BUCKETS: LazyLock<[f64; 29]> =
+    LazyLock::new(|| std::array::from_fn(|i| 1e-5 * 1.8f64.powi(i as i32)));
 
 fn buckets() -> &'static [f64; 29] {
     &BUCKETS
