@@ -44,16 +44,7 @@ fn prepare_mountpoint(mp: &Path) -> Result<(), String> {
 const GUARD_SOURCE: &str = "jfs-ro-guard";
 
 fn top_mount_source(mp: &Path) -> Option<String> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    let mp = mp.to_string_lossy();
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let (src, at) = (f.next()?, f.next()?);
-            (at == mp).then(|| src.to_string())
-        })
-        .next_back()
+    super::probe::top_mount_here(mp).map(|(src, _)| src)
 }
 
 /// Puts the read-only guard under the coming FUSE mount, unless it is already there (a

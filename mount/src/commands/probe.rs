@@ -6,24 +6,30 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// The file system type of the topmost mount at `path`, from `/proc/self/mounts`.
-pub fn top_mount_type(mounts: &str, path: &str) -> Option<String> {
+/// (source, file system type) of the topmost mount at `path`, from `/proc/self/mounts` text.
+pub fn top_mount(mounts: &str, path: &str) -> Option<(String, String)> {
     mounts
         .lines()
         .filter_map(|l| {
             let mut f = l.split_whitespace();
-            let (_src, mp, ty) = (f.next()?, f.next()?, f.next()?);
-            (mp.replace("\\040", " ") == path).then(|| ty.to_string())
+            let (src, mp, ty) = (f.next()?, f.next()?, f.next()?);
+            (mp.replace("\\040", " ") == path).then(|| (src.to_string(), ty.to_string()))
         })
         .next_back()
+}
+
+/// The topmost mount at `path` in this process's mount namespace.
+pub fn top_mount_here(path: &std::path::Path) -> Option<(String, String)> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    top_mount(&mounts, &path.to_string_lossy())
 }
 
 pub fn check(path: &str) -> Result<(), String> {
     let mounts = std::fs::read_to_string("/proc/self/mounts")
         .map_err(|e| format!("reading /proc/self/mounts: {e}"))?;
-    match top_mount_type(&mounts, path) {
-        Some(t) if t == "fuse.juicefs" => {}
-        Some(t) => return Err(format!("{path} is a {t} mount, not fuse.juicefs")),
+    match top_mount(&mounts, path) {
+        Some((_, t)) if t == "fuse.juicefs" => {}
+        Some((_, t)) => return Err(format!("{path} is a {t} mount, not fuse.juicefs")),
         None => return Err(format!("{path} is not mounted")),
     }
     nix::sys::statfs::statfs(path)
@@ -59,8 +65,14 @@ mod tests {
     #[test]
     fn the_topmost_mount_decides() {
         let m = "tmpfs /jfs/a tmpfs ro 0 0\nJuiceFS:v /jfs/a fuse.juicefs rw 0 0\nJuiceFS:w /jfs/b fuse.juicefs rw 0 0\ntmpfs /jfs/b tmpfs rw 0 0\n";
-        assert_eq!(top_mount_type(m, "/jfs/a").as_deref(), Some("fuse.juicefs"));
-        assert_eq!(top_mount_type(m, "/jfs/b").as_deref(), Some("tmpfs"));
-        assert_eq!(top_mount_type(m, "/jfs/c"), None);
+        assert_eq!(
+            top_mount(m, "/jfs/a").map(|t| t.1).as_deref(),
+            Some("fuse.juicefs")
+        );
+        assert_eq!(
+            top_mount(m, "/jfs/b"),
+            Some(("tmpfs".into(), "tmpfs".into()))
+        );
+        assert_eq!(top_mount(m, "/jfs/c"), None);
     }
 }

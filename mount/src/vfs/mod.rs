@@ -553,16 +553,24 @@ impl Vfs {
         Ok(self.meta.removexattr(ino, name).await?)
     }
 
-    /// flock(2); `wait` polls until the lock is granted.
-    pub async fn flock(&self, ino: Ino, owner: u64, ltype: LockType, wait: bool) -> Result<()> {
+    /// Tries a lock; with `wait`, polls every 10 ms until it is granted.
+    async fn lock_polling<F: std::future::Future<Output = crate::meta::Result<()>>>(
+        wait: bool,
+        mut attempt: impl FnMut() -> F,
+    ) -> Result<()> {
         loop {
-            match self.meta.flock(ino, owner, ltype).await {
+            match attempt().await {
                 Err(MetaError::WouldBlock) if wait => {
                     tokio::time::sleep(Duration::from_millis(10)).await
                 }
                 r => return Ok(r?),
             }
         }
+    }
+
+    /// flock(2); `wait` polls until the lock is granted.
+    pub async fn flock(&self, ino: Ino, owner: u64, ltype: LockType, wait: bool) -> Result<()> {
+        Self::lock_polling(wait, || self.meta.flock(ino, owner, ltype)).await
     }
 
     pub async fn getlk(
@@ -575,14 +583,7 @@ impl Vfs {
     }
 
     pub async fn setlk(&self, ino: Ino, owner: u64, rec: PlockRecord, wait: bool) -> Result<()> {
-        loop {
-            match self.meta.setlk(ino, owner, rec).await {
-                Err(MetaError::WouldBlock) if wait => {
-                    tokio::time::sleep(Duration::from_millis(10)).await
-                }
-                r => return Ok(r?),
-            }
-        }
+        Self::lock_polling(wait, || self.meta.setlk(ino, owner, rec)).await
     }
 
     /// Commits slices that writers left idle (1 s) or open too long (5 s), as JuiceFS does,
