@@ -46,6 +46,17 @@ fn data(m: &Material) -> BTreeMap<String, ByteString> {
     .collect()
 }
 
+/// What `ensure` did and what is now stored.
+#[derive(Debug)]
+pub struct Ensured {
+    pub plan: Plan,
+    /// The certificates as stored in the Secret (what the webhook must serve).
+    pub material: Material,
+    /// False when the MutatingWebhookConfiguration does not exist yet (the chart creates
+    /// it alongside the webhook; a later round publishes).
+    pub published: bool,
+}
+
 /// Makes the Secret and the caBundle right; returns what was done.
 pub async fn ensure(
     client: kube::Client,
@@ -53,7 +64,7 @@ pub async fn ensure(
     secret_name: &str,
     webhook_config: &str,
     dns: &[String],
-) -> Result<Plan, String> {
+) -> Result<Ensured, String> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let current = secrets
         .get_opt(secret_name)
@@ -95,15 +106,20 @@ pub async fn ensure(
         );
     }
     let configs: Api<MutatingWebhookConfiguration> = Api::all(client);
-    let mut cfg = configs
+    let Some(mut cfg) = configs
         .get_opt(webhook_config)
         .await
         .map_err(|e| format!("reading MutatingWebhookConfiguration {webhook_config}: {e}"))?
-        .ok_or_else(|| {
-            format!(
-                "MutatingWebhookConfiguration {webhook_config} not found: install the chart first"
-            )
-        })?;
+    else {
+        tracing::warn!(
+            "MutatingWebhookConfiguration {webhook_config} does not exist yet: the caBundle is published once it does"
+        );
+        return Ok(Ensured {
+            plan: decided,
+            material,
+            published: false,
+        });
+    };
     let bundle = ByteString(material.bundle.clone().into_bytes());
     let mut changed = false;
     for w in cfg.webhooks.iter_mut().flatten() {
@@ -119,5 +135,9 @@ pub async fn ensure(
             .map_err(|e| format!("publishing the caBundle to {webhook_config}: {e}"))?;
         tracing::info!("published the caBundle to {webhook_config}");
     }
-    Ok(decided)
+    Ok(Ensured {
+        plan: decided,
+        material,
+        published: true,
+    })
 }

@@ -1,103 +1,39 @@
-//! Certificates published against a fake Kubernetes API: the Secret is created and the
-//! caBundle patched into every webhook; a second run writes nothing; the stored serving
-//! certificate verifies against the published bundle for the Service's DNS names.
+//! Certificates published against the in-memory Kubernetes API: the Secret is created and
+//! the caBundle patched into every webhook; a second run writes nothing; the stored serving
+//! certificate verifies against the published bundle for the Service's DNS names; a webhook
+//! configuration that appears later gets the bundle; the binary writes the files the
+//! webhook serves.
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use jfs_certs::publish::{SECRET_NAME, ensure};
 use jfs_certs::{Plan, service_dns_names};
+use jfs_fakekube::FakeApi;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::Secret;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use serde_json::json;
+use std::sync::Arc;
 
-#[derive(Default)]
-struct FakeApi {
-    objects: Mutex<HashMap<String, Value>>,
-    writes: AtomicUsize,
+fn webhook_config(name: &str) -> MutatingWebhookConfiguration {
+    let hook = |n: &str, path: &str| {
+        json!({"name": n, "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
+               "clientConfig": {"service": {"name": "juicefs-admission-webhook",
+                                            "namespace": "kube-system", "path": path}}})
+    };
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "webhooks": [hook("sidecar.juicefs.com", "/juicefs/inject-v1-pod"),
+                     hook("serverless.sidecar.juicefs.com", "/juicefs/serverless/inject-v1-pod")]
+    }))
+    .unwrap()
 }
 
-fn not_found() -> Response {
-    let s = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404});
-    (StatusCode::NOT_FOUND, axum::Json(s)).into_response()
+fn writes(api: &FakeApi) -> usize {
+    api.requests().iter().filter(|r| r.is_write()).count()
 }
 
-async fn get_obj(State(a): State<Arc<FakeApi>>, Path(p): Path<Vec<String>>) -> Response {
-    match a.objects.lock().unwrap().get(&p.join("/")) {
-        Some(v) => axum::Json(v.clone()).into_response(),
-        None => not_found(),
-    }
-}
-
-async fn put_obj(
-    State(a): State<Arc<FakeApi>>,
-    Path(p): Path<Vec<String>>,
-    body: axum::body::Bytes,
-) -> Response {
-    a.writes.fetch_add(1, Ordering::SeqCst);
-    let v: Value = serde_json::from_slice(&body).unwrap();
-    a.objects.lock().unwrap().insert(p.join("/"), v.clone());
-    axum::Json(v).into_response()
-}
-
-async fn create_secret(
-    State(a): State<Arc<FakeApi>>,
-    Path(ns): Path<String>,
-    body: axum::body::Bytes,
-) -> Response {
-    a.writes.fetch_add(1, Ordering::SeqCst);
-    let v: Value = serde_json::from_slice(&body).unwrap();
-    let name = v["metadata"]["name"].as_str().unwrap().to_string();
-    a.objects
-        .lock()
-        .unwrap()
-        .insert(format!("{ns}/{name}"), v.clone());
-    (StatusCode::CREATED, axum::Json(v)).into_response()
-}
-
-async fn fake() -> (Arc<FakeApi>, kube::Client) {
-    let api = Arc::new(FakeApi::default());
-    api.objects.lock().unwrap().insert(
-        "jfs-webhook".into(),
-        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-               "metadata": {"name": "jfs-webhook"},
-               "webhooks": [
-                 {"name": "sidecar.inject.juicefs.com", "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
-                  "clientConfig": {"service": {"name": "juicefs-admission-webhook", "namespace": "kube-system", "path": "/juicefs/inject-v1-pod"}}},
-                 {"name": "sidecar.inject.serverless.juicefs.com", "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
-                  "clientConfig": {"service": {"name": "juicefs-admission-webhook", "namespace": "kube-system", "path": "/juicefs/serverless/inject-v1-pod"}}}]}),
-    );
-    let app = Router::new()
-        .route("/api/v1/namespaces/{ns}/secrets", post(create_secret))
-        .route(
-            "/api/v1/namespaces/{ns}/secrets/{name}",
-            get(|s, Path((ns, n)): Path<(String, String)>| get_obj(s, Path(vec![ns, n]))).put(
-                |s, Path((ns, n)): Path<(String, String)>, b| put_obj(s, Path(vec![ns, n]), b),
-            ),
-        )
-        .route(
-            "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}",
-            get(|s, Path(n): Path<String>| get_obj(s, Path(vec![n])))
-                .put(|s, Path(n): Path<String>, b| put_obj(s, Path(vec![n]), b)),
-        )
-        .with_state(api.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let cfg = kube::Config::new(format!("http://{addr}").parse().unwrap());
-    (api, kube::Client::try_from(cfg).unwrap())
-}
-
-fn b64(v: &Value) -> Vec<u8> {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD
-        .decode(v.as_str().unwrap())
-        .unwrap()
+fn b64(v: &k8s_openapi::ByteString) -> Vec<u8> {
+    v.0.clone()
 }
 
 fn ders(pem: &[u8]) -> Vec<CertificateDer<'static>> {
@@ -119,9 +55,11 @@ fn ders(pem: &[u8]) -> Vec<CertificateDer<'static>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_are_created_published_and_left_alone() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let (api, client) = fake().await;
+    let api = FakeApi::start().await;
+    api.put(&webhook_config("jfs-webhook"));
+    let client = api.client();
     let dns = service_dns_names("juicefs-admission-webhook", "kube-system");
-    let plan = ensure(
+    let done = ensure(
         client.clone(),
         "kube-system",
         SECRET_NAME,
@@ -130,22 +68,21 @@ async fn certificates_are_created_published_and_left_alone() {
     )
     .await
     .unwrap();
-    assert_eq!(plan, Plan::NewCa);
-    assert_eq!(
-        api.writes.load(Ordering::SeqCst),
-        2,
-        "one Secret, one webhook configuration"
-    );
-    let objects = api.objects.lock().unwrap().clone();
-    let secret = &objects[&format!("kube-system/{SECRET_NAME}")];
-    let cfg = &objects["jfs-webhook"];
-    let bundle = b64(&cfg["webhooks"][0]["clientConfig"]["caBundle"]);
+    assert_eq!(done.plan, Plan::NewCa);
+    assert!(done.published);
+    assert_eq!(writes(&api), 2, "one Secret, one webhook configuration");
+    let secret: Secret = api.get(Some("kube-system"), SECRET_NAME).unwrap();
+    let data = secret.data.unwrap();
+    let cfg: MutatingWebhookConfiguration = api.get(None, "jfs-webhook").unwrap();
+    let hooks = cfg.webhooks.unwrap();
+    let bundle = b64(hooks[0].client_config.ca_bundle.as_ref().unwrap());
     assert_eq!(
         bundle,
-        b64(&cfg["webhooks"][1]["clientConfig"]["caBundle"]),
+        b64(hooks[1].client_config.ca_bundle.as_ref().unwrap()),
         "every webhook gets the bundle"
     );
-    assert_eq!(bundle, b64(&secret["data"]["ca-bundle.crt"]));
+    assert_eq!(bundle, b64(&data["ca-bundle.crt"]));
+    assert_eq!(done.material.leaf.cert.as_bytes(), &data["tls.crt"].0[..]);
 
     // The serving certificate verifies against the bundle for each Service name.
     let mut roots = rustls::RootCertStore::empty();
@@ -155,7 +92,7 @@ async fn certificates_are_created_published_and_left_alone() {
     let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
         .build()
         .unwrap();
-    let leaf = ders(&b64(&secret["data"]["tls.crt"])).remove(0);
+    let leaf = ders(&data["tls.crt"].0).remove(0);
     for name in &dns {
         verifier
             .verify_server_cert(
@@ -180,9 +117,100 @@ async fn certificates_are_created_published_and_left_alone() {
     );
 
     // Nothing changed: nothing written.
-    let plan = ensure(client, "kube-system", SECRET_NAME, "jfs-webhook", &dns)
+    let done = ensure(client, "kube-system", SECRET_NAME, "jfs-webhook", &dns)
         .await
         .unwrap();
-    assert_eq!(plan, Plan::Keep);
-    assert_eq!(api.writes.load(Ordering::SeqCst), 2);
+    assert_eq!(done.plan, Plan::Keep);
+    assert_eq!(writes(&api), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_configuration_created_later_gets_the_bundle() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let api = FakeApi::start().await;
+    let dns = service_dns_names("juicefs-admission-webhook", "kube-system");
+    let first = ensure(
+        api.client(),
+        "kube-system",
+        SECRET_NAME,
+        "jfs-webhook",
+        &dns,
+    )
+    .await
+    .unwrap();
+    assert!(
+        !first.published,
+        "no configuration yet: nothing to publish into"
+    );
+    assert!(
+        api.get::<Secret>(Some("kube-system"), SECRET_NAME)
+            .is_some()
+    );
+
+    // Helm creates (or re-applies, with an empty caBundle) the configuration.
+    api.put(&webhook_config("jfs-webhook"));
+    let second = ensure(
+        api.client(),
+        "kube-system",
+        SECRET_NAME,
+        "jfs-webhook",
+        &dns,
+    )
+    .await
+    .unwrap();
+    assert!(second.published);
+    assert_eq!(second.plan, Plan::Keep, "the stored certificate is reused");
+    assert_eq!(second.material, first.material);
+    let cfg: MutatingWebhookConfiguration = api.get(None, "jfs-webhook").unwrap();
+    let hooks = cfg.webhooks.unwrap();
+    assert_eq!(
+        hooks[1].client_config.ca_bundle.as_ref().unwrap().0,
+        first.material.bundle.as_bytes()
+    );
+}
+
+/// `juicefs-certs --write-dir` against the fake API through a kubeconfig: the files the
+/// webhook serves equal what the Secret holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_writes_the_serving_files() {
+    let api = FakeApi::start().await;
+    api.put(&webhook_config("juicefs-admission-webhook"));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"{}\"}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: c, context: {{cluster: fake, user: u}}}}]\ncurrent-context: c\n",
+            api.url()
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("certs");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_juicefs-certs"))
+        .args(["--namespace", "jfs", "--write-dir"])
+        .arg(&out_dir)
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret: Secret = api.get(Some("jfs"), SECRET_NAME).unwrap();
+    let data = secret.data.unwrap();
+    for (file, key) in [
+        ("tls.crt", "tls.crt"),
+        ("tls.key", "tls.key"),
+        ("ca.crt", "ca-bundle.crt"),
+    ] {
+        assert_eq!(
+            std::fs::read(out_dir.join(file)).unwrap(),
+            data[key].0,
+            "{file}"
+        );
+    }
+    let cfg: MutatingWebhookConfiguration = api.get(None, "juicefs-admission-webhook").unwrap();
+    assert!(cfg.webhooks.unwrap()[0].client_config.ca_bundle.is_some());
 }

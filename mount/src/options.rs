@@ -24,6 +24,9 @@ pub struct MountOptions {
     pub ro_guard: bool,
     /// Prometheus address (`host:port`); default 127.0.0.1:9567, or any free port if busy.
     pub metrics: Option<String>,
+    /// A downward-API file of the pod's annotations: when it shows the app-exit mark, the
+    /// client unmounts once nothing is open and exits (classic sidecars in Jobs).
+    pub pod_annotations: Option<String>,
     /// Options accepted for compatibility with JuiceFS that do not change behaviour yet.
     pub ignored: Vec<String>,
 }
@@ -45,6 +48,7 @@ impl Default for MountOptions {
             debug: false,
             ro_guard: false,
             metrics: None,
+            pod_annotations: None,
             ignored: Vec::new(),
         }
     }
@@ -148,6 +152,7 @@ fn is_known(key: &str) -> bool {
             | "writeback"
             | "ro-guard"
             | "metrics"
+            | "pod-annotations"
     ) || FUSE_FLAGS.contains(&k)
         || FUSE_VALUED.contains(&k)
         || MOUNT8_NOISE.contains(&k)
@@ -220,6 +225,15 @@ impl MountOptions {
                         why: "needs host:port, e.g. metrics=0.0.0.0:9567".into(),
                     })?;
                 self.metrics = Some(v.to_string());
+            }
+            "pod-annotations" => {
+                let v = value
+                    .filter(|v| v.starts_with('/'))
+                    .ok_or_else(|| OptionError::BadValue {
+                        name: "pod-annotations".into(),
+                        why: "needs an absolute path, e.g. pod-annotations=/etc/jfs-podinfo/annotations".into(),
+                    })?;
+                self.pod_annotations = Some(v.to_string());
             }
             "writeback" => return Err(OptionError::Writeback),
             k if FUSE_FLAGS.contains(&k) => self.fuse.push(k.to_string()),

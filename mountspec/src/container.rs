@@ -13,6 +13,17 @@ use std::collections::BTreeMap;
 /// The env var the client reads its META-URL from (`juicefs mount env:metaurl ...`).
 pub const META_ENV: &str = "metaurl";
 
+/// Classic sidecars of pods that run to completion (Jobs) learn that the app has exited
+/// from this pod annotation, which the webhook's app-exit watcher sets; the client reads it
+/// through a downward-API volume, unmounts once nothing is open, and exits so the pod can
+/// complete. No `pods/exec` is needed anywhere.
+pub const ANNOTATION_APP_EXITED: &str = "juicefs.com/app-exited";
+/// The label that marks such pods, so the watcher only watches them.
+pub const LABEL_EXIT_ON_APP_EXIT: &str = "juicefs.com/exit-on-app-exit";
+/// The downward-API volume holding the pod's annotations, and where the sidecar sees it.
+pub const PODINFO_VOLUME: &str = "jfs-podinfo";
+pub const PODINFO_DIR: &str = "/etc/jfs-podinfo";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placement {
     /// An init container with `restartPolicy: Always` (Kubernetes >= 1.29).
@@ -38,6 +49,9 @@ pub struct ContainerParams {
     pub placement: Placement,
     /// The pod's termination grace period: the classic `preStop` waits inside it.
     pub grace_seconds: i64,
+    /// Classic sidecar of a pod that runs to completion: exit when the app has exited
+    /// (the pod must carry the [`PODINFO_VOLUME`] downward-API volume).
+    pub exit_on_app_exit: bool,
 }
 
 /// What the Secret copy holds: only the values the container reads, under fixed keys.
@@ -111,6 +125,9 @@ pub fn script(s: &MountSetting, p: &ContainerParams) -> String {
     if p.placement != Placement::MountPod {
         // Writes between a crash and the remount fail (EROFS) instead of vanishing.
         opts.push("ro-guard".to_string());
+    }
+    if p.exit_on_app_exit {
+        opts.push(format!("pod-annotations={PODINFO_DIR}/annotations"));
     }
     opts.extend(
         s.options
@@ -202,6 +219,14 @@ pub fn mount_container(s: &MountSetting, p: &ContainerParams) -> Container {
         mount_propagation: Some("Bidirectional".into()),
         ..Default::default()
     }];
+    if p.exit_on_app_exit {
+        mounts.push(VolumeMount {
+            name: PODINFO_VOLUME.into(),
+            mount_path: PODINFO_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
     mounts.extend(s.patch.volume_mounts.clone().unwrap_or_default());
 
     Container {

@@ -49,6 +49,7 @@ pub fn mount_pod(s: &MountSetting, p: &MountPodParams) -> Pod {
             metrics_port_name: "metrics".into(),
             placement: Placement::MountPod,
             grace_seconds: 10,
+            exit_on_app_exit: false,
         },
     );
     let mut labels = s.labels.clone();

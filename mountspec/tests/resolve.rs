@@ -258,6 +258,7 @@ fn params(placement: Placement) -> ContainerParams {
         metrics_port_name: "metrics".into(),
         placement,
         grace_seconds: 30,
+        exit_on_app_exit: false,
     }
 }
 

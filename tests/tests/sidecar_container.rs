@@ -4,7 +4,10 @@
 //! only once the mount is live; SIGTERM flushes and unmounts; nothing written is lost.
 
 use jfs_mountspec::GlobalConfig;
-use jfs_mountspec::container::{ContainerParams, Placement, mount_container, secret_copy_data};
+use jfs_mountspec::container::{
+    ANNOTATION_APP_EXITED, ContainerParams, PODINFO_DIR, Placement, mount_container,
+    secret_copy_data,
+};
 use jfs_mountspec::setting::{DEFAULT_IMAGE, Inputs, resolve};
 use k8s_openapi::api::core::v1::{Container, PersistentVolume, PersistentVolumeClaim};
 use serde_json::json;
@@ -81,37 +84,28 @@ fn run_container(c: &Container, secret_copy: &BTreeMap<String, Vec<u8>>, path_di
 }
 
 fn probe_ok(c: &Container, path_dir: &Path) -> bool {
-    let cmd = c
-        .startup_probe
-        .as_ref()
-        .unwrap()
-        .exec
-        .as_ref()
-        .unwrap()
-        .command
-        .as_ref()
-        .unwrap();
-    let mut bin = cmd[0].clone();
-    if bin == "juicefs" {
-        bin = path_dir.join("juicefs").display().to_string();
-    }
-    Command::new(bin)
-        .args(&cmd[1..])
-        .output()
-        .unwrap()
-        .status
-        .success()
+    let probe = c.startup_probe.as_ref().and_then(|p| p.exec.as_ref());
+    run_hook(probe.and_then(|e| e.command.as_ref()).unwrap(), path_dir)
 }
 
-#[test]
-fn injected_container_mounts_serves_and_flushes() {
+struct Rig {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    bin_dir: PathBuf,
+    empty_dir: PathBuf,
+    container: Container,
+    copy: BTreeMap<String, Vec<u8>>,
+}
+
+fn rig(placement: Placement, exit_on_app_exit: bool) -> Rig {
     let tmp = tempfile::tempdir().unwrap();
-    let bin_dir = tmp.path().join("bin");
+    let root = tmp.path().to_path_buf();
+    let bin_dir = root.join("bin");
     std::fs::create_dir_all(&bin_dir).unwrap();
     std::os::unix::fs::symlink(juicefs_bin(), bin_dir.join("juicefs")).unwrap();
-    let empty_dir = tmp.path().join("emptydir");
+    let empty_dir = root.join("emptydir");
     std::fs::create_dir_all(&empty_dir).unwrap();
-    let (pv, pvc, secret) = objects(tmp.path());
+    let (pv, pvc, secret) = objects(&root);
     let setting = resolve(&Inputs {
         secret_id: "default/s",
         secret_data: &secret,
@@ -129,11 +123,52 @@ fn injected_container_mounts_serves_and_flushes() {
         secret_name: "data-jfs-secret".into(),
         metrics_port: 9567,
         metrics_port_name: "metrics".into(),
-        placement: Placement::NativeSidecar,
+        placement,
         grace_seconds: 30,
+        exit_on_app_exit,
     };
-    let c = mount_container(&setting, &params);
+    let mut container = mount_container(&setting, &params);
+    // The kubelet mounts the downward-API volume at PODINFO_DIR; here it is a directory.
+    let podinfo = root.join("podinfo");
+    std::fs::create_dir_all(&podinfo).unwrap();
+    for arg in container.command.iter_mut().flatten() {
+        *arg = arg.replace(PODINFO_DIR, &podinfo.display().to_string());
+    }
     let copy = secret_copy_data(&secret);
+    Rig {
+        _tmp: tmp,
+        root,
+        bin_dir,
+        empty_dir,
+        container,
+        copy,
+    }
+}
+
+/// Runs a lifecycle or probe command of the container (`juicefs` from the rig).
+fn run_hook(cmd: &[String], bin_dir: &Path) -> bool {
+    let mut bin = cmd[0].clone();
+    if bin == "juicefs" {
+        bin = bin_dir.join("juicefs").display().to_string();
+    }
+    Command::new(bin)
+        .args(&cmd[1..])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn injected_container_mounts_serves_and_flushes() {
+    let Rig {
+        _tmp,
+        bin_dir,
+        empty_dir,
+        container: c,
+        copy,
+        ..
+    } = rig(Placement::NativeSidecar, false);
     assert!(
         !probe_ok(&c, &bin_dir),
         "the probe must fail before the mount is live"
@@ -176,6 +211,64 @@ fn injected_container_mounts_serves_and_flushes() {
     }
     assert_eq!(std::fs::read(empty_dir.join("app-file")).unwrap(), data);
     // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}
+
+/// A Job's classic sidecar: `postStart` returns once the mount is live; after the app-exit
+/// mark appears in the pod's annotations the client waits for the last open file to close,
+/// then unmounts and exits 0, and what the app wrote is stored.
+#[test]
+fn classic_sidecar_exits_after_the_app_of_a_job() {
+    let r = rig(Placement::ClassicSidecar, true);
+    let lifecycle = r.container.lifecycle.clone().unwrap();
+    let post_start = lifecycle.post_start.unwrap().exec.unwrap().command.unwrap();
+    let mut child = run_container(&r.container, &r.copy, &r.bin_dir);
+    assert!(
+        run_hook(&post_start, &r.bin_dir),
+        "postStart must pass once the mount is live"
+    );
+    let data: Vec<u8> = (0..1_500_000u32).map(|i| (i % 241) as u8).collect();
+    let mut f = std::fs::File::create(r.empty_dir.join("result")).unwrap();
+    std::io::Write::write_all(&mut f, &data).unwrap();
+
+    // The watcher marks the pod; the kubelet writes the annotations file.
+    let annotations = r.root.join("podinfo/annotations");
+    std::fs::write(
+        &annotations,
+        format!("kubernetes.io/config.seen=\"2026-11-22T10:00:00Z\"\n{ANNOTATION_APP_EXITED}=\"2026-11-22T10:05:00Z\"\n"),
+    )
+    .unwrap();
+    // A file is still open: the client must keep serving.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "exited while a file was open"
+    );
+    drop(f);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sidecar did not exit after the app"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        status.success(),
+        "the sidecar must exit 0 so the Job completes: {status}"
+    );
+    assert!(!r.empty_dir.join("result").exists(), "unmounted");
+
+    // Mount again without the mark: the file is complete.
+    std::fs::remove_file(&annotations).unwrap();
+    let mut child = run_container(&r.container, &r.copy, &r.bin_dir);
+    assert!(run_hook(&post_start, &r.bin_dir));
+    assert_eq!(std::fs::read(r.empty_dir.join("result")).unwrap(), data);
+    // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
 }

@@ -10,12 +10,16 @@
 //! mounts with `Bidirectional` propagation (privileged) and every app and init container
 //! that uses it sees with `HostToContainer`; `subPath` and `readOnly` stay as they were.
 
-use jfs_mountspec::container::{ContainerParams, Placement, mount_container, secret_copy_data};
+use jfs_mountspec::container::{
+    ContainerParams, LABEL_EXIT_ON_APP_EXIT, PODINFO_VOLUME, Placement, mount_container,
+    secret_copy_data,
+};
 use jfs_mountspec::setting::{Inputs, resolve};
 use jfs_mountspec::{DRIVER_NAME, GlobalConfig};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Volume,
+    Container, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EmptyDirVolumeSource,
+    ObjectFieldSelector, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Volume,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -216,6 +220,12 @@ pub fn decide(
         .or_else(|| pod.spec.as_ref().and_then(|s| s.node_selector.clone()))
         .unwrap_or_default();
     let quota_on = cfg.global.enable_set_quota != Some(false);
+    // A classic sidecar would keep a Job's pod running after the app exits.
+    let exit_on_app_exit = !cfg.native
+        && matches!(
+            pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()),
+            Some("Never" | "OnFailure")
+        );
 
     let mut out = pod.clone();
     let mut secrets = Vec::new();
@@ -291,6 +301,7 @@ pub fn decide(
                 .as_ref()
                 .and_then(|s| s.termination_grace_period_seconds)
                 .unwrap_or(30),
+            exit_on_app_exit,
         };
         sidecars.push(mount_container(&setting, &params));
         secrets.push(Secret {
@@ -328,14 +339,43 @@ pub fn decide(
             insert_after_mesh(&mut spec.containers, c);
         }
     }
-    out.metadata
-        .labels
-        .get_or_insert_with(BTreeMap::new)
-        .insert(LABEL_DONE.into(), "true".into());
+    let labels = out.metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(LABEL_DONE.into(), "true".into());
+    if exit_on_app_exit {
+        labels.insert(LABEL_EXIT_ON_APP_EXIT.into(), "true".into());
+        add_podinfo_volume(&mut out);
+    }
     Decision::Mutate {
         pod: Box::new(out),
         secrets,
     }
+}
+
+/// The pod's annotations as a file the classic sidecar watches for the app-exit mark.
+fn add_podinfo_volume(pod: &mut Pod) {
+    let volumes = pod
+        .spec
+        .get_or_insert_with(Default::default)
+        .volumes
+        .get_or_insert_with(Vec::new);
+    if volumes.iter().any(|v| v.name == PODINFO_VOLUME) {
+        return;
+    }
+    volumes.push(Volume {
+        name: PODINFO_VOLUME.into(),
+        downward_api: Some(DownwardAPIVolumeSource {
+            items: Some(vec![DownwardAPIVolumeFile {
+                path: "annotations".into(),
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.annotations".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
 }
 
 /// The PVC volume becomes an emptyDir; its users see the FUSE mount made later.

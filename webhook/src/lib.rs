@@ -1,8 +1,10 @@
 //! The admission webhook: decides per pod (`inject`), speaks AdmissionReview v1 (`review`)
 //! with a JSON Patch computed from typed objects, and serves it over HTTPS (`server`).
 
+pub mod app_exit;
 pub mod cluster;
 pub mod inject;
+pub mod metrics;
 pub mod review;
 pub mod secrets;
 pub mod server;

@@ -86,6 +86,7 @@ impl KubeSecretWriter {
                     next.metadata.resource_version = cur.metadata.resource_version.clone();
                     match api.replace(&name, &PostParams::default(), &next).await {
                         Ok(_) => {
+                            crate::metrics::METRICS.secret_writes.inc();
                             *known = Some(d);
                             return Ok(());
                         }
@@ -95,6 +96,7 @@ impl KubeSecretWriter {
                 }
                 None => match api.create(&PostParams::default(), want).await {
                     Ok(_) => {
+                        crate::metrics::METRICS.secret_writes.inc();
                         *known = Some(d);
                         return Ok(());
                     }

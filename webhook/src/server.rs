@@ -4,7 +4,7 @@
 use crate::inject::{ClusterView, InjectConfig};
 use crate::review::{self, BadRequest};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,6 +38,18 @@ pub struct AppState {
     pub ready: AtomicBool,
 }
 
+/// The plain-HTTP metrics endpoint (`GET /metrics`), served on its own port.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(s): State<Arc<AppState>>| async move {
+                crate::metrics::METRICS.render(s.ready.load(Ordering::Relaxed))
+            }),
+        )
+        .with_state(state)
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(INJECT_PATH, post(inject))
@@ -56,22 +68,49 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn inject(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn inject(State(s): State<Arc<AppState>>, path: MatchedPath, body: Bytes) -> Response {
+    let start = std::time::Instant::now();
+    let (response, result) = admit(&s, body).await;
+    let p = usize::from(path.as_str() == SERVERLESS_PATH);
+    crate::metrics::METRICS.admission(p, result, start.elapsed());
+    response
+}
+
+/// Result indexes into `metrics::RESULTS`.
+const MUTATED: usize = 0;
+const SKIPPED: usize = 1;
+const DENIED: usize = 2;
+const BAD_REQUEST: usize = 3;
+const ERROR: usize = 4;
+
+fn result_of(review: &serde_json::Value) -> usize {
+    let r = &review["response"];
+    match (r["allowed"].as_bool(), r.get("patch").is_some()) {
+        (Some(true), true) => MUTATED,
+        (Some(true), false) => SKIPPED,
+        _ => DENIED,
+    }
+}
+
+async fn admit(s: &AppState, body: Bytes) -> (Response, usize) {
     let cfg = match s.config.read() {
         Ok(c) => c.clone(),
         Err(_) => {
             return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "configuration lock poisoned",
-            )
-                .into_response();
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "configuration lock poisoned",
+                )
+                    .into_response(),
+                ERROR,
+            );
         }
     };
     let outcome = match review::handle_async(&body, &*s.view, &cfg).await {
         Ok(o) => o,
         Err(BadRequest(why)) => {
             tracing::warn!("bad admission request: {why}");
-            return (StatusCode::BAD_REQUEST, why).into_response();
+            return ((StatusCode::BAD_REQUEST, why).into_response(), BAD_REQUEST);
         }
     };
     // The Secret copies must exist before the pod can start; a dry run writes nothing.
@@ -81,11 +120,15 @@ async fn inject(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
                 let name = secret.metadata.name.clone().unwrap_or_default();
                 let msg = format!("JuiceFS: cannot write Secret {name} for the sidecar: {e}");
                 tracing::error!("{msg}");
-                return Json(review::deny(&outcome.uid, 500, &msg)).into_response();
+                return (
+                    Json(review::deny(&outcome.uid, 500, &msg)).into_response(),
+                    ERROR,
+                );
             }
         }
     }
-    Json(outcome.response).into_response()
+    let result = result_of(&outcome.response);
+    (Json(outcome.response).into_response(), result)
 }
 
 /// TLS from `cert`/`key` PEM files, reloaded within `every` of a change.

@@ -1,5 +1,6 @@
 //! One module per `juicefs` subcommand.
 
+pub mod app_exit;
 pub mod drain;
 pub mod format;
 pub mod mount;

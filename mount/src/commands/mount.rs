@@ -386,6 +386,10 @@ fn serve(
             }
         });
     }
+    if let Some(file) = o.pod_annotations.clone() {
+        let (vfs, mp_str) = (mounted.vfs.clone(), mp.to_string_lossy().into_owned());
+        rt.spawn(super::app_exit::watch(file.into(), vfs, mp_str));
+    }
     let (vfs, mp_str) = (mounted.vfs.clone(), mp.to_string_lossy().into_owned());
     rt.spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -397,15 +401,7 @@ fn serve(
         };
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         tracing::info!("signal received: flushing and unmounting {mp_str}");
-        if let Err(e) = vfs.flush_all().await {
-            tracing::error!("flushing before unmount: {e}");
-        }
-        if super::umount::unmount(&mp_str, false).is_err() {
-            // Busy: detach now; the kernel ends the session when the last file closes.
-            if let Err(e) = super::umount::unmount(&mp_str, true) {
-                tracing::error!("unmounting {mp_str}: {e}");
-            }
-        }
+        flush_and_unmount(&vfs, &mp_str).await;
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         tracing::warn!("second signal: exiting now");
         std::process::exit(1);
@@ -432,6 +428,19 @@ fn serve(
     tracing::info!("{} unmounted from {}", mounted.name, mp.display());
     served.map_err(|e| format!("serving {}: {e}", mp.display()))?;
     closed
+}
+
+/// Flushes every writer, then unmounts; a busy mount is detached and the kernel ends the
+/// session when the last file closes. Either way `Session::run` returns.
+pub(super) async fn flush_and_unmount(vfs: &Vfs, mp: &str) {
+    if let Err(e) = vfs.flush_all().await {
+        tracing::error!("flushing before unmount: {e}");
+    }
+    if super::umount::unmount(mp, false).is_err()
+        && let Err(e) = super::umount::unmount(mp, true)
+    {
+        tracing::error!("unmounting {mp}: {e}");
+    }
 }
 
 fn default_log() -> String {

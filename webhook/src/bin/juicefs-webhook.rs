@@ -34,6 +34,9 @@ struct Args {
     /// Mount image when nothing else names one.
     #[arg(long, env = "JUICEFS_MOUNT_IMAGE", default_value = jfs_mountspec::setting::DEFAULT_IMAGE)]
     mount_image: String,
+    /// Plain-HTTP port for `GET /metrics` (Prometheus text; 0: off).
+    #[arg(long, default_value_t = 9567)]
+    metrics_port: u16,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -132,6 +135,21 @@ async fn run(a: Args) -> Result<(), String> {
                 }
             }
         });
+    }
+    // Jobs with classic sidecars complete once their app exits.
+    tokio::spawn(jfs_webhook::app_exit::run(client.clone()));
+    if a.metrics_port != 0 {
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], a.metrics_port));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("metrics port {addr}: {e}"))?;
+        let app = server::metrics_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("metrics server: {e}");
+            }
+        });
+        tracing::info!("metrics at http://{addr}/metrics");
     }
     let tls = server::tls_config(a.cert.clone(), a.key.clone(), Duration::from_secs(10))
         .await
