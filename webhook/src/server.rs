@@ -33,7 +33,8 @@ pub trait SecretWriter: Send + Sync {
 pub struct AppState {
     pub view: Arc<dyn ClusterView + Send + Sync>,
     pub writer: Arc<dyn SecretWriter>,
-    pub config: RwLock<InjectConfig>,
+    /// Swapped whole on reload; a request holds the version it started with.
+    pub config: RwLock<Arc<InjectConfig>>,
     /// Set once the watch caches have synced.
     pub ready: AtomicBool,
 }

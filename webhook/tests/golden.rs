@@ -52,7 +52,7 @@ async fn golden_pods_through_https() {
             .to_string();
         let pod: Value = serde_json::from_slice(&std::fs::read(&input).unwrap()).unwrap();
         for native in [true, false] {
-            s.state.config.write().unwrap().native = native;
+            std::sync::Arc::make_mut(&mut *s.state.config.write().unwrap()).native = native;
             let mut outcomes = Vec::new();
             // Both paths serve the same mutation (nothing comes from the host).
             for path in [INJECT_PATH, SERVERLESS_PATH] {

@@ -87,11 +87,11 @@ async fn run(a: Args) -> Result<(), String> {
     let state = Arc::new(AppState {
         view: view.clone(),
         writer: Arc::new(KubeSecretWriter::new(client.clone())),
-        config: RwLock::new(InjectConfig {
+        config: RwLock::new(Arc::new(InjectConfig {
             global,
             native,
             default_image: a.mount_image.clone(),
-        }),
+        })),
         ready: AtomicBool::new(false),
     });
     {
@@ -121,7 +121,8 @@ async fn run(a: Args) -> Result<(), String> {
                 }
                 match load_config(&path) {
                     Ok(g) => {
-                        if let Ok(mut c) = state.config.write() {
+                        if let Ok(mut guard) = state.config.write() {
+                            let c = Arc::make_mut(&mut guard);
                             let api = native_api.unwrap_or(c.native);
                             c.native = g.enable_native_sidecar.unwrap_or(api);
                             c.global = g;

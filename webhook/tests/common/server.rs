@@ -79,11 +79,11 @@ pub async fn start_with(dir: &Path, pki: &Pki, cluster: FakeCluster) -> Server {
     let state = Arc::new(AppState {
         view: Arc::new(cluster),
         writer: writer.clone(),
-        config: RwLock::new(InjectConfig {
+        config: RwLock::new(Arc::new(InjectConfig {
             global: GlobalConfig::default(),
             native: true,
             default_image: "example/mount:1".into(),
-        }),
+        })),
         ready: AtomicBool::new(true),
     });
     let tls = server::tls_config(
