@@ -1,1 +1,25 @@
-//! Placeholder: built by a later issue (see ARCHITECTURE.md §2).
+//! The JuiceFS CSI driver: the Identity, Node and Controller services over the CSI unix
+//! socket. The node runs the JuiceFS client in Mount Pods built by `mountspec` (the same
+//! container as the sidecar), shared by reference count and re-bound when a client comes
+//! back after a crash.
+//!
+//! - [`identity`]: plugin info and a readiness probe.
+//! - [`node`]: publish/unpublish, volume stats.
+//! - [`mountpods`]: finding, creating, referencing and retiring Mount Pods.
+//! - [`recovery`]: re-binding targets when a Mount Pod's client returns; finalizers.
+//! - [`mounts`], [`target`]: mount table work and kubelet target paths.
+//! - [`events`]: Kubernetes Events on app pods.
+
+pub mod events;
+pub mod identity;
+pub mod mountpods;
+pub mod mounts;
+pub mod node;
+pub mod recovery;
+pub mod server;
+pub mod target;
+
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("csi.v1");
+}

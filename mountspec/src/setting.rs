@@ -128,33 +128,45 @@ fn check_quantity(what: &str, v: &str) -> Result<(), SpecError> {
         .ok_or_else(|| invalid(what, format!("{v:?} is not a quantity like 500m, 2, 1Gi")))
 }
 
-/// A Go duration: one or more `<number><unit>` with units ns, us, ms, s, m, h.
+/// A Go duration: one or more `<number><unit>` with units ns, us, ms, s, m, h
+/// (`30s`, `5m`, `1h30m`).
+pub fn go_duration(v: &str) -> Option<std::time::Duration> {
+    let mut rest = v.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        if n == 0 {
+            return None;
+        }
+        let num: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let (unit, secs) = [
+            ("ns", 1e-9),
+            ("us", 1e-6),
+            ("µs", 1e-6),
+            ("ms", 1e-3),
+            ("s", 1.0),
+            ("m", 60.0),
+            ("h", 3600.0),
+        ]
+        .into_iter()
+        .find(|(u, _)| rest.starts_with(u) && !(*u == "m" && rest.starts_with("ms")))?;
+        rest = &rest[unit.len()..];
+        total += num * secs;
+    }
+    std::time::Duration::try_from_secs_f64(total).ok()
+}
+
 fn check_duration(what: &str, v: &str) -> Result<(), SpecError> {
-    let bad = || {
+    go_duration(v).map(|_| ()).ok_or_else(|| {
         invalid(
             what,
             format!("{v:?} is not a duration like 30s, 5m or 1h30m"),
         )
-    };
-    let mut rest = v.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        if n == 0 {
-            return Err(bad());
-        }
-        rest = &rest[n..];
-        let unit = ["ns", "us", "µs", "ms", "s", "m", "h"]
-            .into_iter()
-            .find(|u| rest.starts_with(u) && !(u == &"m" && rest.starts_with("ms")))
-            .ok_or_else(bad)?;
-        rest = &rest[unit.len()..];
-    }
-    Ok(())
+    })
 }
 
 fn apply_resource_keys(

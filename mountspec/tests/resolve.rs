@@ -430,3 +430,16 @@ fn mount_pods_keep_the_go_driver_contract() {
     let text = serde_json::to_string(&p).unwrap();
     assert!(!text.contains("s3cretpw") && !text.contains("wJalrSECRETKEY"));
 }
+
+#[test]
+fn go_durations_parse_like_time_parse_duration() {
+    use jfs_mountspec::setting::go_duration;
+    use std::time::Duration;
+    assert_eq!(go_duration("30s"), Some(Duration::from_secs(30)));
+    assert_eq!(go_duration("1h30m"), Some(Duration::from_secs(5400)));
+    assert_eq!(go_duration("1.5m"), Some(Duration::from_secs(90)));
+    assert_eq!(go_duration("250ms"), Some(Duration::from_millis(250)));
+    for bad in ["", "5", "m", "5x", "-5s", "5 s"] {
+        assert_eq!(go_duration(bad), None, "{bad:?}");
+    }
+}

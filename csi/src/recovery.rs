@@ -1,0 +1,65 @@
+//! Keeping published targets working. When a Mount Pod's client dies, the kubelet restarts
+//! its container and the client mounts its path again, but every target bound from the old
+//! mount now answers ENOTCONN. This loop wakes on every Mount Pod change the watch delivers
+//! (a restart changes the pod's status) and every 2 s as a backstop, and re-binds each
+//! referenced target whose mount is broken once its pod's path is live again. Apps that
+//! mount the volume with `HostToContainer` propagation see it again. It also finishes
+//! deleted Mount Pods (unmount, finalizer) and deletes pods whose delayed deletion is due.
+
+use crate::mountpods::{MountPods, is_gone};
+use crate::mounts::{self, Health};
+use crate::target;
+use kube::ResourceExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One pass over this node's Mount Pods.
+pub async fn pass(pods: &MountPods) {
+    pods.reap_delayed().await;
+    for p in pods.pods() {
+        let refs = target::refs(p.metadata.annotations.as_ref());
+        if p.metadata.deletion_timestamp.is_some() {
+            if p.finalizers().iter().any(|f| f == jfs_mountspec::pod::FINALIZER) && refs.is_empty() {
+                if let Err(e) = pods.finalize(&p).await {
+                    tracing::warn!(pod = %p.name_any(), "finalizing: {e}");
+                }
+            }
+            continue;
+        }
+        if is_gone(&p) || refs.is_empty() {
+            continue;
+        }
+        let source = pods.host_path(&p);
+        if mounts::check(&source, CHECK_TIMEOUT).await != (Health::Ok { fuse_root: true }) {
+            continue;
+        }
+        for t in refs {
+            let tp = std::path::PathBuf::from(&t);
+            if mounts::mount_count(&tp) == 0 {
+                continue;
+            }
+            if let Health::Corrupt(why) = mounts::check(&tp, CHECK_TIMEOUT).await {
+                let ro = mounts::read_only(&tp);
+                let rebound = mounts::unmount_all(&tp)
+                    .and_then(|_| mounts::bind(&source, &tp, ro));
+                match rebound {
+                    Ok(()) => tracing::info!(pod = %p.name_any(), target = %t, "re-bound a broken target ({why})"),
+                    Err(e) => tracing::warn!(pod = %p.name_any(), target = %t, "re-binding: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// Runs `pass` on every watch change and every 2 s.
+pub async fn run(pods: Arc<MountPods>) {
+    loop {
+        pass(&pods).await;
+        tokio::select! {
+            _ = pods.changed.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
