@@ -15,7 +15,10 @@ pub struct IdentityService {
 
 #[tonic::async_trait]
 impl Identity for IdentityService {
-    async fn get_plugin_info(&self, _: Request<GetPluginInfoRequest>) -> Result<Response<GetPluginInfoResponse>, Status> {
+    async fn get_plugin_info(
+        &self,
+        _: Request<GetPluginInfoRequest>,
+    ) -> Result<Response<GetPluginInfoResponse>, Status> {
         Ok(Response::new(GetPluginInfoResponse {
             name: self.name.clone(),
             vendor_version: env!("CARGO_PKG_VERSION").into(),
@@ -31,12 +34,16 @@ impl Identity for IdentityService {
         let mut caps = Vec::new();
         if self.controller {
             caps.push(PluginCapability {
-                r#type: Some(plugin_capability::Type::Service(plugin_capability::Service {
-                    r#type: Type::ControllerService as i32,
-                })),
+                r#type: Some(plugin_capability::Type::Service(
+                    plugin_capability::Service {
+                        r#type: Type::ControllerService as i32,
+                    },
+                )),
             });
         }
-        Ok(Response::new(GetPluginCapabilitiesResponse { capabilities: caps }))
+        Ok(Response::new(GetPluginCapabilitiesResponse {
+            capabilities: caps,
+        }))
     }
 
     async fn probe(&self, _: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {

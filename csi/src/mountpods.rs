@@ -7,11 +7,11 @@
 
 use crate::target;
 use futures::StreamExt;
+use jfs_mountspec::MountSetting;
 use jfs_mountspec::container::secret_copy_data;
 use jfs_mountspec::pod::{
     APP_MOUNT, LABEL_APP, LABEL_HASH, LABEL_VOLUME_ID, MountPodParams, mount_pod,
 };
-use jfs_mountspec::MountSetting;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -88,7 +88,11 @@ fn random_suffix() -> String {
 
 /// The suffix of a Mount Pod's name (`juicefs-<node>-<volume>-<suffix>`).
 pub fn suffix_of(pod: &Pod) -> String {
-    pod.name_any().rsplit('-').next().unwrap_or_default().to_string()
+    pod.name_any()
+        .rsplit('-')
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 pub fn is_gone(p: &Pod) -> bool {
@@ -182,7 +186,11 @@ impl MountPods {
 
     /// Where the pod's client mounts, as this process sees it.
     pub fn host_path(&self, pod: &Pod) -> PathBuf {
-        let uid = pod.labels().get(LABEL_VOLUME_ID).cloned().unwrap_or_default();
+        let uid = pod
+            .labels()
+            .get(LABEL_VOLUME_ID)
+            .cloned()
+            .unwrap_or_default();
         self.cfg.mount_dir.join(format!("{uid}-{}", suffix_of(pod)))
     }
 
@@ -196,7 +204,11 @@ impl MountPods {
         Ok(p)
     }
 
-    async fn ensure_secret(&self, s: &MountSetting, data: &BTreeMap<String, Vec<u8>>) -> Result<String, PodError> {
+    async fn ensure_secret(
+        &self,
+        s: &MountSetting,
+        data: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<String, PodError> {
         let name = format!("juicefs-{}-secret", s.volume_handle);
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.cfg.namespace);
         let want: BTreeMap<String, ByteString> = secret_copy_data(data)
@@ -248,7 +260,8 @@ impl MountPods {
         // Another setting's pod may still hold this target from an earlier publish.
         for p in pods.iter().filter(|p| Some(*p) != reusable) {
             if p.annotations().contains_key(&key) {
-                self.patch_annotations(&p.name_any(), json!({ key.clone(): null })).await?;
+                self.patch_annotations(&p.name_any(), json!({ key.clone(): null }))
+                    .await?;
             }
         }
         if let Some(p) = reusable {
@@ -302,7 +315,9 @@ impl MountPods {
         let mut released = None;
         for p in holders {
             let name = p.name_any();
-            let after = self.patch_annotations(&name, json!({ key.clone(): null })).await?;
+            let after = self
+                .patch_annotations(&name, json!({ key.clone(): null }))
+                .await?;
             if target::refs(after.metadata.annotations.as_ref()).is_empty() {
                 self.retire(&after).await?;
             }
@@ -363,7 +378,10 @@ impl MountPods {
             let uid = p.labels().get(LABEL_VOLUME_ID).cloned().unwrap_or_default();
             let lock = self.lock_for(&uid);
             let _held = lock.lock().await;
-            let fresh = self.pods().into_iter().find(|x| x.name_any() == p.name_any());
+            let fresh = self
+                .pods()
+                .into_iter()
+                .find(|x| x.name_any() == p.name_any());
             if let Some(f) = fresh
                 && target::refs(f.metadata.annotations.as_ref()).is_empty()
                 && let Err(e) = self.delete(&f.name_any()).await
@@ -387,7 +405,11 @@ impl MountPods {
         let patch = json!({"metadata": {"finalizers": finalizers}});
         match self
             .api()
-            .patch(&p.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(
+                &p.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             Ok(_) => {
@@ -421,16 +443,29 @@ impl MountPods {
             return format!("Mount Pod {name} is not in the cache yet");
         };
         let st = p.status.clone().unwrap_or_default();
-        let mut out = format!("Mount Pod {}/{name} is {}", self.cfg.namespace, st.phase.unwrap_or_else(|| "Pending".into()));
+        let mut out = format!(
+            "Mount Pod {}/{name} is {}",
+            self.cfg.namespace,
+            st.phase.unwrap_or_else(|| "Pending".into())
+        );
         for c in st.container_statuses.iter().flatten() {
             if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) {
-                out.push_str(&format!("; {} waiting: {}", c.name, w.reason.clone().unwrap_or_default()));
+                out.push_str(&format!(
+                    "; {} waiting: {}",
+                    c.name,
+                    w.reason.clone().unwrap_or_default()
+                ));
             }
             if let Some(t) = c.state.as_ref().and_then(|s| s.terminated.as_ref()) {
                 out.push_str(&format!("; {} exited with code {}", c.name, t.exit_code));
             }
         }
-        for c in st.conditions.iter().flatten().filter(|c| c.status == "False") {
+        for c in st
+            .conditions
+            .iter()
+            .flatten()
+            .filter(|c| c.status == "False")
+        {
             if let Some(m) = &c.message {
                 out.push_str(&format!("; {}: {m}", c.type_));
             }

@@ -69,14 +69,29 @@ pub fn read_only(path: &Path) -> bool {
 
 /// How many mounts are stacked at `path`.
 pub fn mount_count(path: &Path) -> usize {
-    mount_table().iter().filter(|e| e.mount_point == path).count()
+    mount_table()
+        .iter()
+        .filter(|e| e.mount_point == path)
+        .count()
 }
 
 /// Bind-mounts `source` at `target` (read-only when asked).
 pub fn bind(source: &Path, target: &Path, read_only: bool) -> Result<(), String> {
     use nix::mount::{MsFlags, mount};
-    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .map_err(|e| format!("bind-mounting {} at {}: {e}", source.display(), target.display()))?;
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        format!(
+            "bind-mounting {} at {}: {e}",
+            source.display(),
+            target.display()
+        )
+    })?;
     if read_only {
         let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
         if let Err(e) = mount(None::<&str>, target, None::<&str>, flags, None::<&str>) {
@@ -106,7 +121,9 @@ pub fn unmount_all(path: &Path) -> Result<usize, String> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Health {
     /// Answers; `fuse_root` when it is the root of a FUSE file system.
-    Ok { fuse_root: bool },
+    Ok {
+        fuse_root: bool,
+    },
     Missing,
     /// A dead or hung mount: ENOTCONN, EIO, ESTALE, or no answer in time.
     Corrupt(String),
@@ -135,7 +152,10 @@ pub async fn check(path: &Path, timeout: Duration) -> Health {
     match tokio::time::timeout(timeout, tokio::task::spawn_blocking(move || check_now(&p))).await {
         Ok(Ok(h)) => h,
         Ok(Err(e)) => Health::Corrupt(format!("checking {}: {e}", path.display())),
-        Err(_) => Health::Corrupt(format!("{} did not answer within {timeout:?}", path.display())),
+        Err(_) => Health::Corrupt(format!(
+            "{} did not answer within {timeout:?}",
+            path.display()
+        )),
     }
 }
 

@@ -9,7 +9,9 @@ use crate::proto::*;
 use crate::{events, target};
 use jfs_mountspec::setting::{DEFAULT_IMAGE, Inputs, resolve};
 use jfs_mountspec::{DRIVER_NAME, GlobalConfig};
-use k8s_openapi::api::core::v1::{CSIPersistentVolumeSource, PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec};
+use k8s_openapi::api::core::v1::{
+    CSIPersistentVolumeSource, PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec,
+};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -41,7 +43,12 @@ impl Drop for Busy<'_> {
 }
 
 impl NodeService {
-    pub fn new(pods: Arc<MountPods>, events: events::Events, config_path: Option<PathBuf>, node_labels: BTreeMap<String, String>) -> NodeService {
+    pub fn new(
+        pods: Arc<MountPods>,
+        events: events::Events,
+        config_path: Option<PathBuf>,
+        node_labels: BTreeMap<String, String>,
+    ) -> NodeService {
         NodeService {
             pods,
             events,
@@ -52,9 +59,14 @@ impl NodeService {
     }
 
     fn claim(&self, target: &str) -> Result<Busy<'_>, Status> {
-        let mut b = self.busy.lock().map_err(|_| Status::internal("lock poisoned"))?;
+        let mut b = self
+            .busy
+            .lock()
+            .map_err(|_| Status::internal("lock poisoned"))?;
         if !b.insert(target.to_string()) {
-            return Err(Status::aborted(format!("an operation on {target} is already in progress")));
+            return Err(Status::aborted(format!(
+                "an operation on {target} is already in progress"
+            )));
         }
         Ok(Busy(&self.busy, target.to_string()))
     }
@@ -75,7 +87,8 @@ impl NodeService {
         if t.is_empty() {
             return Err(Status::invalid_argument("target_path is required"));
         }
-        target::validate(t, &self.pods.cfg.kubelet_dir).map_err(|e| Status::invalid_argument(e.to_string()))
+        target::validate(t, &self.pods.cfg.kubelet_dir)
+            .map_err(|e| Status::invalid_argument(e.to_string()))
     }
 
     /// Waits until the Mount Pod's client serves its mount path, or explains why not.
@@ -114,7 +127,11 @@ impl NodeService {
                     "block access is not supported: JuiceFS is a file system; use volumeMode: Filesystem",
                 ));
             }
-            None => return Err(Status::invalid_argument("volume_capability has no access type")),
+            None => {
+                return Err(Status::invalid_argument(
+                    "volume_capability has no access type",
+                ));
+            }
         };
         let reader_only = cap.access_mode.as_ref().is_some_and(|m| {
             m.mode == volume_capability::access_mode::Mode::MultiNodeReaderOnly as i32
@@ -163,7 +180,11 @@ impl NodeService {
             }),
             ..Default::default()
         };
-        let image = if self.pods.cfg.mount_image.is_empty() { DEFAULT_IMAGE } else { &self.pods.cfg.mount_image };
+        let image = if self.pods.cfg.mount_image.is_empty() {
+            DEFAULT_IMAGE
+        } else {
+            &self.pods.cfg.mount_image
+        };
         let setting = resolve(&Inputs {
             secret_id: &format!("nodePublishSecretRef of volume {}", r.volume_id),
             secret_data: &secret_data,
@@ -180,7 +201,9 @@ impl NodeService {
             .acquire(&setting, &secret_data, &r.target_path)
             .await
             .map_err(|e| match e {
-                PodError::Api(e) => Status::unavailable(format!("creating or updating the Mount Pod: {e}")),
+                PodError::Api(e) => {
+                    Status::unavailable(format!("creating or updating the Mount Pod: {e}"))
+                }
                 PodError::Other(m) => Status::internal(m),
             })?;
         self.wait_live(&pod, &source).await?;
@@ -193,7 +216,10 @@ impl NodeService {
 }
 
 fn app_pod(ctx: &std::collections::HashMap<String, String>) -> Option<(String, String)> {
-    Some((ctx.get(POD_NAMESPACE_KEY)?.clone(), ctx.get(POD_NAME_KEY)?.clone()))
+    Some((
+        ctx.get(POD_NAMESPACE_KEY)?.clone(),
+        ctx.get(POD_NAME_KEY)?.clone(),
+    ))
 }
 
 #[tonic::async_trait]
@@ -210,7 +236,12 @@ impl Node for NodeService {
                     && let Some((ns, name)) = app_pod(&r.volume_context)
                 {
                     self.events
-                        .warn(&ns, &name, "JuiceFSMountFailed", &format!("volume {}: {}", r.volume_id, status.message()))
+                        .warn(
+                            &ns,
+                            &name,
+                            "JuiceFSMountFailed",
+                            &format!("volume {}: {}", r.volume_id, status.message()),
+                        )
                         .await;
                 }
                 tracing::warn!(volume = %r.volume_id, target = %r.target_path, "publish failed: {}", status.message());
@@ -234,7 +265,12 @@ impl Node for NodeService {
         match std::fs::remove_dir(&target) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Status::internal(format!("removing {}: {e}", target.display()))),
+            Err(e) => {
+                return Err(Status::internal(format!(
+                    "removing {}: {e}",
+                    target.display()
+                )));
+            }
         }
         self.pods
             .release(&r.volume_id, &r.target_path)
@@ -250,32 +286,54 @@ impl Node for NodeService {
     ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
         let r = request.into_inner();
         if r.volume_id.is_empty() || r.volume_path.is_empty() {
-            return Err(Status::invalid_argument("volume_id and volume_path are required"));
+            return Err(Status::invalid_argument(
+                "volume_id and volume_path are required",
+            ));
         }
         let path = PathBuf::from(&r.volume_path);
         match mounts::check(&path, STAT_TIMEOUT).await {
-            Health::Missing => Err(Status::not_found(format!("{} does not exist", r.volume_path))),
+            Health::Missing => Err(Status::not_found(format!(
+                "{} does not exist",
+                r.volume_path
+            ))),
             Health::Corrupt(why) => Ok(Response::new(NodeGetVolumeStatsResponse {
                 usage: vec![],
                 volume_condition: Some(VolumeCondition {
                     abnormal: true,
-                    message: format!("the JuiceFS mount at {} is broken ({why}); the node re-binds it when its Mount Pod's client is back", r.volume_path),
+                    message: format!(
+                        "the JuiceFS mount at {} is broken ({why}); the node re-binds it when its Mount Pod's client is back",
+                        r.volume_path
+                    ),
                 }),
             })),
-            Health::Ok { .. } if mounts::mount_count(&path) == 0 => Err(Status::not_found(format!(
-                "{} is not a published volume",
-                r.volume_path
-            ))),
+            Health::Ok { .. } if mounts::mount_count(&path) == 0 => Err(Status::not_found(
+                format!("{} is not a published volume", r.volume_path),
+            )),
             Health::Ok { .. } => {
-                let u = mounts::usage(&path, STAT_TIMEOUT).await.map_err(Status::internal)?;
+                let u = mounts::usage(&path, STAT_TIMEOUT)
+                    .await
+                    .map_err(Status::internal)?;
                 let bytes = volume_usage::Unit::Bytes as i32;
                 let inodes = volume_usage::Unit::Inodes as i32;
                 Ok(Response::new(NodeGetVolumeStatsResponse {
                     usage: vec![
-                        VolumeUsage { available: u.available_bytes, total: u.total_bytes, used: u.used_bytes, unit: bytes },
-                        VolumeUsage { available: u.free_inodes, total: u.total_inodes, used: u.used_inodes, unit: inodes },
+                        VolumeUsage {
+                            available: u.available_bytes,
+                            total: u.total_bytes,
+                            used: u.used_bytes,
+                            unit: bytes,
+                        },
+                        VolumeUsage {
+                            available: u.free_inodes,
+                            total: u.total_inodes,
+                            used: u.used_inodes,
+                            unit: inodes,
+                        },
                     ],
-                    volume_condition: Some(VolumeCondition { abnormal: false, message: "mounted".into() }),
+                    volume_condition: Some(VolumeCondition {
+                        abnormal: false,
+                        message: "mounted".into(),
+                    }),
                 }))
             }
         }
@@ -289,13 +347,20 @@ impl Node for NodeService {
         let caps = [Type::GetVolumeStats, Type::VolumeCondition]
             .into_iter()
             .map(|t| NodeServiceCapability {
-                r#type: Some(node_service_capability::Type::Rpc(node_service_capability::Rpc { r#type: t as i32 })),
+                r#type: Some(node_service_capability::Type::Rpc(
+                    node_service_capability::Rpc { r#type: t as i32 },
+                )),
             })
             .collect();
-        Ok(Response::new(NodeGetCapabilitiesResponse { capabilities: caps }))
+        Ok(Response::new(NodeGetCapabilitiesResponse {
+            capabilities: caps,
+        }))
     }
 
-    async fn node_get_info(&self, _: Request<NodeGetInfoRequest>) -> Result<Response<NodeGetInfoResponse>, Status> {
+    async fn node_get_info(
+        &self,
+        _: Request<NodeGetInfoRequest>,
+    ) -> Result<Response<NodeGetInfoResponse>, Status> {
         Ok(Response::new(NodeGetInfoResponse {
             node_id: self.pods.cfg.node_name.clone(),
             max_volumes_per_node: 0,
@@ -303,15 +368,26 @@ impl Node for NodeService {
         }))
     }
 
-    async fn node_stage_volume(&self, _: Request<NodeStageVolumeRequest>) -> Result<Response<NodeStageVolumeResponse>, Status> {
+    async fn node_stage_volume(
+        &self,
+        _: Request<NodeStageVolumeRequest>,
+    ) -> Result<Response<NodeStageVolumeResponse>, Status> {
         Err(Status::unimplemented("JuiceFS volumes need no staging"))
     }
 
-    async fn node_unstage_volume(&self, _: Request<NodeUnstageVolumeRequest>) -> Result<Response<NodeUnstageVolumeResponse>, Status> {
+    async fn node_unstage_volume(
+        &self,
+        _: Request<NodeUnstageVolumeRequest>,
+    ) -> Result<Response<NodeUnstageVolumeResponse>, Status> {
         Err(Status::unimplemented("JuiceFS volumes need no staging"))
     }
 
-    async fn node_expand_volume(&self, _: Request<NodeExpandVolumeRequest>) -> Result<Response<NodeExpandVolumeResponse>, Status> {
-        Err(Status::unimplemented("expansion is done by the controller (quota); nothing to do on the node"))
+    async fn node_expand_volume(
+        &self,
+        _: Request<NodeExpandVolumeRequest>,
+    ) -> Result<Response<NodeExpandVolumeResponse>, Status> {
+        Err(Status::unimplemented(
+            "expansion is done by the controller (quota); nothing to do on the node",
+        ))
     }
 }

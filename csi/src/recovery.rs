@@ -21,7 +21,11 @@ pub async fn pass(pods: &MountPods) {
     for p in pods.pods() {
         let refs = target::refs(p.metadata.annotations.as_ref());
         if p.metadata.deletion_timestamp.is_some() {
-            if p.finalizers().iter().any(|f| f == jfs_mountspec::pod::FINALIZER) && refs.is_empty() {
+            if p.finalizers()
+                .iter()
+                .any(|f| f == jfs_mountspec::pod::FINALIZER)
+                && refs.is_empty()
+            {
                 if let Err(e) = pods.finalize(&p).await {
                     tracing::warn!(pod = %p.name_any(), "finalizing: {e}");
                 }
@@ -42,10 +46,11 @@ pub async fn pass(pods: &MountPods) {
             }
             if let Health::Corrupt(why) = mounts::check(&tp, CHECK_TIMEOUT).await {
                 let ro = mounts::read_only(&tp);
-                let rebound = mounts::unmount_all(&tp)
-                    .and_then(|_| mounts::bind(&source, &tp, ro));
+                let rebound = mounts::unmount_all(&tp).and_then(|_| mounts::bind(&source, &tp, ro));
                 match rebound {
-                    Ok(()) => tracing::info!(pod = %p.name_any(), target = %t, "re-bound a broken target ({why})"),
+                    Ok(()) => {
+                        tracing::info!(pod = %p.name_any(), target = %t, "re-bound a broken target ({why})")
+                    }
                     Err(e) => tracing::warn!(pod = %p.name_any(), target = %t, "re-binding: {e}"),
                 }
             }

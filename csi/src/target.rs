@@ -23,7 +23,8 @@ pub fn validate(path: &str, kubelet_dir: &Path) -> Result<(), TargetError> {
     }
     // `Path::components` drops interior `.`; look at the raw text too.
     if path.split('/').any(|c| c == "." || c == "..")
-        || p.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        || p.components()
+            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
     {
         return Err(TargetError::Traversal(path.into()));
     }
@@ -59,8 +60,12 @@ pub fn refs(annotations: Option<&std::collections::BTreeMap<String, String>>) ->
 
 /// The app pod's UID in `<kubelet>/pods/<uid>/volumes/...`.
 pub fn pod_uid(target: &str, kubelet_dir: &Path) -> Option<String> {
-    let rest = Path::new(target).strip_prefix(kubelet_dir.join("pods")).ok()?;
-    rest.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned())
+    let rest = Path::new(target)
+        .strip_prefix(kubelet_dir.join("pods"))
+        .ok()?;
+    rest.components()
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
 }
 
 #[cfg(test)]
@@ -72,15 +77,32 @@ mod tests {
         let k = Path::new("/var/lib/kubelet");
         let good = "/var/lib/kubelet/pods/8c1f/volumes/kubernetes.io~csi/pv-1/mount";
         assert_eq!(validate(good, k), Ok(()));
-        assert!(matches!(validate("/etc/passwd", k), Err(TargetError::Outside { .. })));
-        assert!(matches!(validate("/var/lib/kubelet/pods", k), Err(TargetError::Outside { .. })));
-        assert!(matches!(validate("/var/lib/kubeletX/pods/a", k), Err(TargetError::Outside { .. })));
+        assert!(matches!(
+            validate("/etc/passwd", k),
+            Err(TargetError::Outside { .. })
+        ));
+        assert!(matches!(
+            validate("/var/lib/kubelet/pods", k),
+            Err(TargetError::Outside { .. })
+        ));
+        assert!(matches!(
+            validate("/var/lib/kubeletX/pods/a", k),
+            Err(TargetError::Outside { .. })
+        ));
         assert_eq!(
             validate("/var/lib/kubelet/pods/../../../etc", k),
-            Err(TargetError::Traversal("/var/lib/kubelet/pods/../../../etc".into()))
+            Err(TargetError::Traversal(
+                "/var/lib/kubelet/pods/../../../etc".into()
+            ))
         );
-        assert!(matches!(validate("/var/lib/kubelet/pods/./a", k), Err(TargetError::Traversal(_))));
-        assert!(matches!(validate("var/lib/kubelet/pods/a", k), Err(TargetError::Relative(_))));
+        assert!(matches!(
+            validate("/var/lib/kubelet/pods/./a", k),
+            Err(TargetError::Traversal(_))
+        ));
+        assert!(matches!(
+            validate("var/lib/kubelet/pods/a", k),
+            Err(TargetError::Relative(_))
+        ));
         assert_eq!(pod_uid(good, k).as_deref(), Some("8c1f"));
     }
 
@@ -90,7 +112,10 @@ mod tests {
         let k = ref_key(t);
         assert_eq!(k.len(), 63);
         assert!(k.starts_with("juicefs-"));
-        assert_ne!(k, ref_key("/var/lib/kubelet/pods/other/volumes/kubernetes.io~csi/pv-1/mount"));
+        assert_ne!(
+            k,
+            ref_key("/var/lib/kubelet/pods/other/volumes/kubernetes.io~csi/pv-1/mount")
+        );
         let ann = [
             (k.clone(), t.to_string()),
             ("juicefs-hash".to_string(), "x".to_string()),

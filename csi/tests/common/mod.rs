@@ -1,0 +1,348 @@
+//! A stand-in for the kubelet and the API server around the real node service: the
+//! in-memory API (`jfs-fakekube`), the node served over a real unix socket and called with
+//! a tonic client, and a runner that starts each Mount Pod's container command as a local
+//! process with the workspace's `juicefs` binary (real FUSE), restarting it on failure as
+//! `restartPolicy: OnFailure` says and stopping it when the pod is deleted.
+
+#![allow(dead_code)]
+
+use jfs_csi::mountpods::{MountPods, NodeConfig};
+use jfs_csi::node::NodeService;
+use jfs_csi::proto::identity_client::IdentityClient;
+use jfs_csi::proto::identity_server::IdentityServer;
+use jfs_csi::proto::node_client::NodeClient;
+use jfs_csi::proto::node_server::NodeServer;
+use jfs_csi::proto::*;
+use jfs_fakekube::FakeApi;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::ResourceExt;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tonic::transport::Channel;
+
+pub const NS: &str = "jfs-system";
+pub const NODE: &str = "node-1";
+
+pub fn juicefs_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("juicefs");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo test --workspace --all-targets`",
+        bin.display()
+    );
+    bin
+}
+
+/// A running Mount Pod container.
+pub struct Proc {
+    pub child: Child,
+    pub restarts: u32,
+    pub log: PathBuf,
+}
+
+pub struct Rig {
+    pub tmp: tempfile::TempDir,
+    pub api: FakeApi,
+    pub kubelet: PathBuf,
+    pub mount_dir: PathBuf,
+    pub node: NodeClient<Channel>,
+    pub identity: IdentityClient<Channel>,
+    pub procs: Arc<Mutex<HashMap<String, Proc>>>,
+    pub pods: Arc<MountPods>,
+}
+
+impl Rig {
+    pub async fn start(ready_timeout: Duration) -> Rig {
+        let tmp = tempfile::tempdir().unwrap();
+        let api = FakeApi::start().await;
+        let kubelet = tmp.path().join("kubelet");
+        let mount_dir = tmp.path().join("host-jfs");
+        std::fs::create_dir_all(kubelet.join("pods")).unwrap();
+        std::fs::create_dir_all(&mount_dir).unwrap();
+        let cfg = NodeConfig {
+            node_name: NODE.into(),
+            namespace: NS.into(),
+            kubelet_dir: kubelet.clone(),
+            mount_dir: mount_dir.clone(),
+            mount_image: "example/mount:1".into(),
+            priority_class: None,
+            ready_timeout,
+        };
+        let pods = MountPods::start(api.client(), cfg);
+        pods.synced().await;
+        tokio::spawn(jfs_csi::recovery::run(pods.clone()));
+        let events = jfs_csi::events::Events::new(api.client(), "csi.juicefs.com", NODE);
+        let node = NodeService::new(pods.clone(), events, None, BTreeMap::new());
+        let sock = tmp.path().join("csi.sock");
+        let incoming = jfs_csi::server::bind(&sock).unwrap();
+        let identity = jfs_csi::identity::IdentityService {
+            name: "csi.juicefs.com".into(),
+            controller: false,
+            ready: Arc::new(AtomicBool::new(true)),
+        };
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(IdentityServer::new(identity))
+                .add_service(NodeServer::new(node))
+                .serve_with_incoming(incoming),
+        );
+        let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let sock = sock.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(sock).await?,
+                    ))
+                }
+            }))
+            .await
+            .unwrap();
+        let procs = Arc::new(Mutex::new(HashMap::new()));
+        tokio::spawn(kubelet_runner(
+            api.clone(),
+            mount_dir.clone(),
+            tmp.path().join("logs"),
+            procs.clone(),
+        ));
+        Rig {
+            tmp,
+            api,
+            kubelet,
+            mount_dir,
+            node: NodeClient::new(channel.clone()),
+            identity: IdentityClient::new(channel),
+            procs,
+            pods,
+        }
+    }
+
+    /// A volume (SQLite + local directory) and the node-publish Secret data for it.
+    pub fn volume_secrets(&self, name: &str) -> HashMap<String, String> {
+        let dir = self.tmp.path().join(format!("vol-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        [
+            ("name", name.to_string()),
+            ("metaurl", format!("sqlite3://{}/meta.db", dir.display())),
+            ("storage", "file".into()),
+            ("bucket", format!("{}/data", dir.display())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    pub fn target(&self, pod_uid: &str, pv: &str) -> String {
+        self.kubelet
+            .join(format!(
+                "pods/{pod_uid}/volumes/kubernetes.io~csi/{pv}/mount"
+            ))
+            .display()
+            .to_string()
+    }
+
+    pub fn publish_request(
+        &self,
+        volume: &str,
+        target: &str,
+        secrets: &HashMap<String, String>,
+    ) -> NodePublishVolumeRequest {
+        NodePublishVolumeRequest {
+            volume_id: volume.into(),
+            target_path: target.into(),
+            volume_capability: Some(mount_capability(
+                volume_capability::access_mode::Mode::MultiNodeMultiWriter,
+            )),
+            readonly: false,
+            secrets: secrets.clone(),
+            volume_context: [
+                ("csi.storage.k8s.io/pod.name".to_string(), "app".to_string()),
+                (
+                    "csi.storage.k8s.io/pod.namespace".to_string(),
+                    "default".to_string(),
+                ),
+            ]
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    pub async fn publish(
+        &self,
+        volume: &str,
+        target: &str,
+        secrets: &HashMap<String, String>,
+    ) -> Result<(), tonic::Status> {
+        self.node
+            .clone()
+            .node_publish_volume(self.publish_request(volume, target, secrets))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn unpublish(&self, volume: &str, target: &str) -> Result<(), tonic::Status> {
+        self.node
+            .clone()
+            .node_unpublish_volume(NodeUnpublishVolumeRequest {
+                volume_id: volume.into(),
+                target_path: target.into(),
+            })
+            .await
+            .map(|_| ())
+    }
+
+    pub fn mount_pods(&self) -> Vec<Pod> {
+        self.api
+            .list::<Pod>()
+            .into_iter()
+            .filter(|p| p.namespace().as_deref() == Some(NS))
+            .collect()
+    }
+
+    pub fn running_clients(&self) -> usize {
+        let mut p = self.procs.lock().unwrap();
+        p.values_mut()
+            .map(|x| matches!(x.child.try_wait(), Ok(None)))
+            .filter(|r| *r)
+            .count()
+    }
+
+    pub fn client_pid(&self, pod: &str) -> Option<u32> {
+        self.procs.lock().unwrap().get(pod).map(|p| p.child.id())
+    }
+}
+
+pub fn mount_capability(mode: volume_capability::access_mode::Mode) -> VolumeCapability {
+    VolumeCapability {
+        access_mode: Some(volume_capability::AccessMode { mode: mode as i32 }),
+        access_type: Some(volume_capability::AccessType::Mount(
+            volume_capability::MountVolume::default(),
+        )),
+    }
+}
+
+fn start_container(api: &FakeApi, pod: &Pod, mount_dir: &Path, log: &Path) -> Option<Child> {
+    let c = pod.spec.as_ref()?.containers.first()?.clone();
+    let cmd = c.command.clone()?;
+    let script = cmd
+        .get(2)?
+        .replace("/jfs/", &format!("{}/", mount_dir.display()));
+    let bin_dir = log.parent()?.join("bin");
+    std::fs::create_dir_all(&bin_dir).ok()?;
+    let link = bin_dir.join("juicefs");
+    if !link.exists() {
+        std::os::unix::fs::symlink(juicefs_bin(), &link).ok()?;
+    }
+    let mut p = Command::new("sh");
+    p.args(["-c", &script])
+        .env_clear()
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin:/usr/sbin:/sbin", bin_dir.display()),
+        )
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(log).ok()?)
+        .stderr(std::fs::OpenOptions::new().append(true).open(log).ok()?);
+    for e in c.env.iter().flatten() {
+        let value = match e
+            .value_from
+            .as_ref()
+            .and_then(|s| s.secret_key_ref.as_ref())
+        {
+            Some(r) => {
+                let s: Secret = api.get(Some(NS), &r.name)?;
+                String::from_utf8(s.data?.get(&r.key)?.0.clone()).ok()?
+            }
+            None => e.value.clone().unwrap_or_default(),
+        };
+        p.env(&e.name, value);
+    }
+    p.spawn().ok()
+}
+
+fn set_status(api: &FakeApi, name: &str, phase: &str, restarts: u32, exit: Option<i32>) {
+    let Some(mut pod) = api.get::<Pod>(Some(NS), name) else {
+        return;
+    };
+    let state = match exit {
+        None => serde_json::json!({"running": {"startedAt": "2026-11-22T10:00:00Z"}}),
+        Some(code) => serde_json::json!({"terminated": {"exitCode": code}}),
+    };
+    pod.status = serde_json::from_value(serde_json::json!({
+        "phase": phase,
+        "containerStatuses": [{"name": "jfs-mount", "ready": exit.is_none(), "restartCount": restarts,
+                               "image": "example/mount:1", "imageID": "", "state": state}]
+    }))
+    .ok();
+    api.put(&pod);
+}
+
+/// The kubelet: starts Mount Pods' containers, restarts failed ones, stops deleted ones.
+async fn kubelet_runner(
+    api: FakeApi,
+    mount_dir: PathBuf,
+    logs: PathBuf,
+    procs: Arc<Mutex<HashMap<String, Proc>>>,
+) {
+    std::fs::create_dir_all(&logs).unwrap();
+    loop {
+        for pod in api.list::<Pod>() {
+            if pod.namespace().as_deref() != Some(NS) {
+                continue;
+            }
+            let name = pod.name_any();
+            let log = logs.join(format!("{name}.log"));
+            let deleting = pod.metadata.deletion_timestamp.is_some();
+            let mut guard = procs.lock().unwrap();
+            match guard.get_mut(&name) {
+                None if !deleting => {
+                    if let Some(child) = start_container(&api, &pod, &mount_dir, &log) {
+                        guard.insert(
+                            name.clone(),
+                            Proc {
+                                child,
+                                restarts: 0,
+                                log: log.clone(),
+                            },
+                        );
+                        drop(guard);
+                        set_status(&api, &name, "Running", 0, None);
+                    }
+                }
+                Some(p) if deleting => {
+                    if p.child.try_wait().ok().flatten().is_none() {
+                        // SAFETY: plain kill(2) on our own child.
+                        unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) };
+                    }
+                }
+                Some(p) => {
+                    if let Ok(Some(st)) = p.child.try_wait() {
+                        api.set_log(
+                            NS,
+                            &name,
+                            &std::fs::read_to_string(&p.log).unwrap_or_default(),
+                        );
+                        if st.success() {
+                            drop(guard);
+                            set_status(&api, &name, "Succeeded", 0, Some(0));
+                        } else if let Some(child) = start_container(&api, &pod, &mount_dir, &log) {
+                            // restartPolicy: OnFailure.
+                            p.child = child;
+                            p.restarts += 1;
+                            let r = p.restarts;
+                            drop(guard);
+                            set_status(&api, &name, "Running", r, None);
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
