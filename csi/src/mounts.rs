@@ -134,7 +134,7 @@ fn check_now(path: &Path) -> Health {
     match std::fs::metadata(path) {
         Ok(m) => {
             let fuse = nix::sys::statfs::statfs(path)
-                .map(|s| s.filesystem_type().0 as i64 == FUSE_SUPER_MAGIC)
+                .map(|s| s.filesystem_type().0 == FUSE_SUPER_MAGIC)
                 .unwrap_or(false);
             Health::Ok {
                 fuse_root: fuse && m.ino() == 1,
