@@ -25,9 +25,10 @@ pub async fn pass(pods: &MountPods) {
                 .iter()
                 .any(|f| f == jfs_mountspec::pod::FINALIZER)
                 && refs.is_empty()
-                && let Err(e) = pods.finalize(&p).await {
-                    tracing::warn!(pod = %p.name_any(), "finalizing: {e}");
-                }
+                && let Err(e) = pods.finalize(&p).await
+            {
+                tracing::warn!(pod = %p.name_any(), "finalizing: {e}");
+            }
             continue;
         }
         if is_gone(&p) || refs.is_empty() {

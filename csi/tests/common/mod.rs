@@ -91,18 +91,7 @@ impl Rig {
                 .add_service(NodeServer::new(node))
                 .serve_with_incoming(incoming),
         );
-        let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")
-            .unwrap()
-            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
-                let sock = sock.clone();
-                async move {
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                        tokio::net::UnixStream::connect(sock).await?,
-                    ))
-                }
-            }))
-            .await
-            .unwrap();
+        let channel = channel(sock).await;
         let procs = Arc::new(Mutex::new(HashMap::new()));
         tokio::spawn(kubelet_runner(
             api.clone(),
@@ -215,6 +204,22 @@ impl Rig {
     pub fn client_pid(&self, pod: &str) -> Option<u32> {
         self.procs.lock().unwrap().get(pod).map(|p| p.child.id())
     }
+}
+
+/// A gRPC channel over the CSI unix socket, as kubelet and the sidecars use it.
+pub async fn channel(sock: PathBuf) -> Channel {
+    tonic::transport::Endpoint::try_from("http://[::]:50051")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let sock = sock.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(sock).await?,
+                ))
+            }
+        }))
+        .await
+        .unwrap()
 }
 
 pub fn mount_capability(mode: volume_capability::access_mode::Mode) -> VolumeCapability {
