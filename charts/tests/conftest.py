@@ -6,6 +6,9 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
+import re
+import subprocess
 from pathlib import Path
 
 import helm_python as helm
@@ -126,3 +129,29 @@ def label_selector_matches(selector: dict | None, labels: dict) -> bool:
 @pytest.fixture(scope="session")
 def api_calls() -> dict:
     return load_yaml(TESTS / "api_calls.yaml")
+
+
+def built_binary(name: str) -> Path | None:
+    """A debug build of one of the workspace's binaries: $CARGO_TARGET_DIR/debug/<name> when
+    CARGO_TARGET_DIR is set, else target/debug/<name> of the repository. None when not built."""
+    dirs = []
+    if os.environ.get("CARGO_TARGET_DIR"):
+        dirs.append(REPO / os.environ["CARGO_TARGET_DIR"])  # an absolute path replaces REPO
+    dirs.append(REPO / "target")
+    for d in dirs:
+        path = d / "debug" / name
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def binary_help(path: Path, *subcommand: str) -> tuple[dict, frozenset]:
+    """What `<binary> [subcommand] --help` (clap) says: {long flag: takes a value?} and the
+    environment variables the flags are read from (`[env: NAME=]`)."""
+    out = subprocess.run([str(path), *subcommand, "--help"], capture_output=True, text=True,
+                         timeout=30, check=True).stdout
+    flags = {}
+    for m in re.finditer(r"^\s+(?:-\w, )?--([a-z0-9][a-z0-9-]*)(?: <([^>]+)>)?", out, re.M):
+        flags[m.group(1)] = m.group(2) is not None
+    return flags, frozenset(re.findall(r"\[env: (\w+)=", out))

@@ -14,6 +14,8 @@ from conftest import (
     NAMESPACE,
     REPO,
     all_values,
+    binary_help,
+    built_binary,
     containers,
     kinds,
     label_selector_matches,
@@ -300,7 +302,8 @@ def test_node_plugin_paths_agree(values):
     env = {e["name"]: e for e in plugin["env"]}
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
-    assert ("--poll-kubelet" in plugin["args"]) == bool(v["node"]["ifPollingKubelet"])
+    # The plugin watches its Mount Pods on the API server: no kubelet polling, no host IP.
+    assert "--poll-kubelet" not in plugin["args"] and "HOST_IP" not in env
 
 
 @pytest.mark.parametrize("values", [{}, None], ids=["default", "values-all"])
@@ -321,8 +324,13 @@ def test_controller_socket_is_shared(values):
         assert any(m["name"] == vol[0] and m["mountPath"] == sock_dir for m in c["volumeMounts"])
     prov = container(spec, "csi-provisioner")
     assert "--extra-create-metadata" in prov["args"], "pathPattern needs the PVC name and namespace"
+    # Only the sidecars elect a leader (they alone act on the API); juicefs-csi controller is
+    # stateless and answers its own pod's sidecars over the socket.
     for c in spec["containers"]:
-        assert ("--leader-election" in c["args"]), c["name"]
+        if c["name"] == "csi-controller":
+            assert "--leader-election" not in c["args"]
+        else:
+            assert "--leader-election" in c["args"], c["name"]
 
 
 @pytest.mark.parametrize("values", CASES, ids=IDS)
@@ -420,13 +428,63 @@ def test_chart_passes_only_flags_the_binaries_accept(values):
     assert {"juicefs-webhook", "juicefs-certs"} & checked or "mountpod" in str(values)
 
 
-def test_csi_binary_flags():
-    flags = clap_flags("csi")
-    if not flags:
-        pytest.skip("csi/ declares no command-line flags yet (juicefs-csi is being written)")
-    objs = render(all_values())
-    missing = sorted({n for b, n, _ in chart_flags(objs) if b == "juicefs-csi" and n not in flags})
-    assert not missing, f"juicefs-csi lacks flags the chart passes: {missing}"
+def csi_containers(objs):
+    """(subcommand, container) of every container that runs juicefs-csi."""
+    for _, spec in pod_specs(objs):
+        for c in containers(spec):
+            if (c.get("command") or [""])[0].rsplit("/", 1)[-1] == "juicefs-csi":
+                yield c["args"][0], c
+
+
+@pytest.fixture(scope="module")
+def csi_binary():
+    path = built_binary("juicefs-csi")
+    if path is None:
+        pytest.skip("juicefs-csi is not built (target/debug or $CARGO_TARGET_DIR/debug)")
+    return path
+
+
+@pytest.mark.parametrize("values", CASES, ids=IDS)
+def test_csi_binary_flags(values, csi_binary):
+    """Each juicefs-csi container's flags, against `juicefs-csi <subcommand> --help` of the
+    built binary: the subcommand has the flag, and a switch gets no value, a value flag one."""
+    objs = render(values_of(values))
+    problems = []
+    seen = set()
+    for sub, c in csi_containers(objs):
+        assert sub in ("node", "controller"), c["args"]
+        seen.add(sub)
+        flags, _ = binary_help(csi_binary, sub)
+        assert {"endpoint", "namespace", "driver-name"} <= set(flags), "help output not understood"
+        for a in c["args"][1:]:
+            assert a.startswith("--"), a
+            name, eq, _ = a[2:].partition("=")
+            if name not in flags:
+                problems.append(f"juicefs-csi {sub} has no --{name}")
+            elif flags[name] != bool(eq):
+                problems.append(f"juicefs-csi {sub} --{name}: "
+                                + ("takes a value" if flags[name] else "is a switch"))
+    assert not problems, problems
+    assert "controller" in seen
+
+
+@pytest.mark.parametrize("values", CASES, ids=IDS)
+def test_csi_env_is_what_the_binary_reads(values, csi_binary):
+    """The chart sets no environment variable on juicefs-csi that it does not read: each is a
+    flag's `[env: ...]` in --help, or expanded in the args as $(NAME). Extra variables from
+    controller.envs / node.envs are the user's."""
+    v = merged_values(values_of(values))
+    objs = render(values_of(values))
+    for sub, c in csi_containers(objs):
+        _, read = binary_help(csi_binary, sub)
+        user = {e["name"] for e in v[sub]["envs"]}
+        used = {n for a in c["args"] for n in re.findall(r"\$\((\w+)\)", a)}
+        unread = {e["name"] for e in c.get("env") or []} - user - read - used
+        assert not unread, f"juicefs-csi {sub} does not read {sorted(unread)}"
+    node = dict(csi_containers(objs)).get("node")
+    if node and v["node"]["mountPodNonPreempting"]:
+        assert {"name": "JUICEFS_MOUNT_PRIORITY_NAME", "value": "juicefs-mount-priority-nonpreempting"} \
+            in node["env"]
 
 
 # --- the global ConfigMap ------------------------------------------------------------------

@@ -24,12 +24,10 @@ from conftest import (
 
 CASES = [mode_values(m) for m in MODES] + [
     None,
-    {"node": {"ifPollingKubelet": False}},
     {"controller": {"replicas": 1, "leaderElection": {"enabled": False}}},
     {"controller": {"enabled": False}, "mountMode": "sidecar"},
 ]
-IDS = [f"mode={m}" for m in MODES] + ["values-all", "no-kubelet-polling", "no-leader-election",
-                                      "webhook-only"]
+IDS = [f"mode={m}" for m in MODES] + ["values-all", "no-leader-election", "webhook-only"]
 
 
 @dataclass(frozen=True)
@@ -193,11 +191,12 @@ def test_components_have_their_own_service_accounts():
     assert len(set(sa.values())) == len(sa) == 3, sa
 
 
-def test_nodes_proxy_only_when_polling_the_kubelet():
-    def has_proxy(v):
-        return any(g.resource == "nodes/proxy" for g in grants(render(v)))
-    assert has_proxy({"node": {"ifPollingKubelet": True}})
-    assert not has_proxy({"node": {"ifPollingKubelet": False}})
+def test_leases_only_with_leader_election():
+    """The Lease Role serves the sidecars' --leader-election and goes with it."""
+    def leases(v):
+        return {g.verb for g in grants(render(v)) if g.resource == "leases"}
+    assert leases({}) == {"get", "create", "update"}
+    assert leases({"controller": {"replicas": 1, "leaderElection": {"enabled": False}}}) == set()
 
 
 def test_every_rule_in_the_templates_has_a_reason():

@@ -232,10 +232,9 @@ def test_values_all_changes_what_it_sets():
     assert "--kubelet-dir=/var/lib/k0s/kubelet" in plugin["args"]
     assert "--mount-dir=/srv/juicefs/volume" in plugin["args"]
     assert "--mount-image=registry.example.com/juicefs-rs-mount:0.1.0-test" in plugin["args"]
-    assert "--poll-kubelet" not in plugin["args"]
     env = {e["name"]: e.get("value") for e in plugin["env"]}
-    assert env["KUBE_QPS"] == "50" and env["KUBE_BURST"] == "100"
     assert env["JUICEFS_MOUNT_PRIORITY_NAME"] == "juicefs-mount-priority-nonpreempting"
+    assert env["RUST_LOG"] == "info"
     one(objs, "PriorityClass", "juicefs-mount-priority-nonpreempting")
     reg = next(c for c in spec["containers"] if c["name"] == "node-driver-registrar")
     assert "--kubelet-registration-path=/var/lib/k0s/kubelet/plugins/csi.juicefs.com/csi.sock" in reg["args"]
