@@ -1,5 +1,8 @@
 //! The CSI Controller service: a subdirectory per volume (the PV name, or the
-//! StorageClass's `pathPattern` filled from the PVC), capability checks, expansion.
+//! StorageClass's `pathPattern` filled from the PVC), capability checks, expansion, and
+//! DeleteVolume, which removes the directory through the metadata engine and object storage
+//! (`jfs_mount::tree`, no mount needed) unless the PV retains its data or another PV of the
+//! same file system uses the directory; never the root.
 //!
 //! Every template value is one path component: a value containing `/`, or equal to `.` or
 //! `..`, is refused, and the finished path must be relative with no such components, so no
@@ -8,7 +11,7 @@
 
 use crate::proto::controller_server::Controller;
 use crate::proto::*;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use std::collections::{BTreeMap, HashMap};
 use tonic::{Request, Response, Status};
 
@@ -121,6 +124,76 @@ fn check_caps(caps: &[VolumeCapability]) -> Result<bool, Status> {
 }
 
 impl ControllerService {
+    /// The directory DeleteVolume may remove, or `None` when it must stay: the PV keeps
+    /// its data (reclaim policy), or another PV of the same file system uses it.
+    async fn deletion_plan(&self, volume_id: &str) -> Result<Option<String>, Status> {
+        let Some(client) = &self.client else {
+            return Err(Status::failed_precondition(
+                "no Kubernetes client to look up the PV",
+            ));
+        };
+        let api: kube::Api<PersistentVolume> = kube::Api::all(client.clone());
+        let pv = api
+            .get_opt(volume_id)
+            .await
+            .map_err(|e| Status::unavailable(format!("reading PV {volume_id}: {e}")))?;
+        let attrs = |p: &PersistentVolume| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.csi.as_ref())
+                .and_then(|c| c.volume_attributes.clone())
+                .unwrap_or_default()
+        };
+        let secret_of = |p: &PersistentVolume| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.csi.as_ref())
+                .and_then(|c| c.node_publish_secret_ref.as_ref())
+                .map(|r| (r.namespace.clone(), r.name.clone()))
+        };
+        let (sub_path, secret) = match &pv {
+            Some(p) => {
+                let policy = p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.persistent_volume_reclaim_policy.clone());
+                if policy.as_deref().is_some_and(|x| x != "Delete") {
+                    tracing::info!(volume = %volume_id, "reclaim policy {policy:?}: the directory is kept");
+                    return Ok(None);
+                }
+                (
+                    attrs(p)
+                        .get("subPath")
+                        .cloned()
+                        .unwrap_or_else(|| volume_id.to_string()),
+                    secret_of(p),
+                )
+            }
+            None => (volume_id.to_string(), None),
+        };
+        check_sub_path(&sub_path).map_err(|e| {
+            Status::failed_precondition(format!("volume {volume_id}: refusing to delete: {e}"))
+        })?;
+        let others = api
+            .list(&Default::default())
+            .await
+            .map_err(|e| Status::unavailable(format!("listing PVs: {e}")))?;
+        let shared = others.items.iter().find(|o| {
+            o.metadata.name.as_deref() != Some(volume_id)
+                && o.spec
+                    .as_ref()
+                    .and_then(|s| s.csi.as_ref())
+                    .is_some_and(|c| c.driver == jfs_mountspec::DRIVER_NAME)
+                && attrs(o).get("subPath") == Some(&sub_path)
+                && (secret.is_none() || secret_of(o) == secret)
+        });
+        if let Some(o) = shared {
+            tracing::info!(volume = %volume_id, "directory {sub_path:?} is still used by PV {}: kept", o.metadata.name.clone().unwrap_or_default());
+            return Ok(None);
+        }
+        Ok(Some(sub_path))
+    }
+
     async fn pvc_info(
         &self,
         params: &HashMap<String, String>,
@@ -205,9 +278,19 @@ impl Controller for ControllerService {
         if r.volume_id.is_empty() {
             return Err(Status::invalid_argument("volume_id is required"));
         }
-        // The directory is left in place: removing it needs the file system mounted (or its
-        // metadata engine), which the controller does not do yet. Data is kept, never lost.
-        tracing::warn!(volume = %r.volume_id, "volume deleted; its directory is kept in the file system");
+        let Some(meta_url) = r.secrets.get("metaurl").filter(|m| !m.is_empty()) else {
+            tracing::warn!(volume = %r.volume_id, "no provisioner Secret with metaurl: the volume's directory is kept");
+            return Ok(Response::new(DeleteVolumeResponse {}));
+        };
+        let Some(plan) = self.deletion_plan(&r.volume_id).await? else {
+            return Ok(Response::new(DeleteVolumeResponse {}));
+        };
+        let removed = jfs_mount::tree::remove(meta_url, &plan)
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!("removing {plan:?} of volume {}: {e}", r.volume_id))
+            })?;
+        tracing::info!(volume = %r.volume_id, sub_path = %plan, files = removed.files, dirs = removed.dirs, existed = removed.existed, "removed the volume's directory");
         Ok(Response::new(DeleteVolumeResponse {}))
     }
 

@@ -236,3 +236,111 @@ async fn refuses_what_it_cannot_do_with_the_reason() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
 }
+
+fn juicefs(args: &[&str]) {
+    let out = std::process::Command::new(common::juicefs_bin())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "juicefs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn pv(name: &str, sub_path: &str, policy: &str) -> k8s_openapi::api::core::v1::PersistentVolume {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {"persistentVolumeReclaimPolicy": policy, "accessModes": ["ReadWriteMany"],
+                 "capacity": {"storage": "1Gi"},
+                 "csi": {"driver": "csi.juicefs.com", "volumeHandle": name,
+                         "nodePublishSecretRef": {"name": "jfs", "namespace": "kube-system"},
+                         "volumeAttributes": {"subPath": sub_path}}}
+    }))
+    .unwrap()
+}
+
+/// DeleteVolume removes the volume's directory and its data, and nothing else: not a
+/// directory another PV uses, not one whose PV retains its data, never the root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_volume_removes_only_what_it_owns() {
+    let (tmp, api, mut c, _) = start().await;
+    let meta = format!("sqlite3://{}/meta.db", tmp.path().display());
+    let data = tmp.path().join("data");
+    juicefs(&[
+        "format",
+        "--storage",
+        "file",
+        "--bucket",
+        &data.display().to_string(),
+        &meta,
+        "delvol",
+    ]);
+    let mp = tmp.path().join("mnt");
+    std::fs::create_dir_all(&mp).unwrap();
+    juicefs(&["mount", "-d", &meta, &mp.display().to_string()]);
+    for d in ["pvc-gone/deep/er", "shared", "kept", "other"] {
+        std::fs::create_dir_all(mp.join(d)).unwrap();
+        std::fs::write(mp.join(d).join("f"), vec![7u8; 300_000]).unwrap();
+    }
+    juicefs(&["umount", &mp.display().to_string()]);
+    let objects = || walk_count(&data);
+    let before = objects();
+    api.put(&pv("pvc-gone", "pvc-gone", "Delete"));
+    api.put(&pv("pv-shared-1", "shared", "Delete"));
+    api.put(&pv("pv-shared-2", "shared", "Delete"));
+    api.put(&pv("pv-kept", "kept", "Retain"));
+    api.put(&pv("pv-root", "/", "Delete"));
+    let del = |id: &str, with_secret: bool| DeleteVolumeRequest {
+        volume_id: id.into(),
+        secrets: if with_secret {
+            [("metaurl".to_string(), meta.clone())].into()
+        } else {
+            Default::default()
+        },
+        ..Default::default()
+    };
+    c.delete_volume(del("pvc-gone", true)).await.unwrap();
+    c.delete_volume(del("pv-shared-1", true)).await.unwrap();
+    c.delete_volume(del("pv-kept", true)).await.unwrap();
+    c.delete_volume(del("other", false)).await.unwrap();
+    let e = c.delete_volume(del("pv-root", true)).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("refusing"), "{}", e.message());
+    // Deleting again is fine.
+    c.delete_volume(del("pvc-gone", true)).await.unwrap();
+
+    juicefs(&["mount", "-d", &meta, &mp.display().to_string()]);
+    let exists = |d: &str| mp.join(d).exists();
+    let state = (
+        exists("pvc-gone"),
+        exists("shared/f"),
+        exists("kept/f"),
+        exists("other/f"),
+    );
+    juicefs(&["umount", &mp.display().to_string()]);
+    assert_eq!(state, (false, true, true, true));
+    assert!(
+        objects() < before,
+        "the removed file's objects are deleted ({} -> {})",
+        before,
+        objects()
+    );
+}
+
+fn walk_count(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walk_count(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}

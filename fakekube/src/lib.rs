@@ -82,6 +82,8 @@ impl FakeApi {
 
     /// A client for this server.
     pub fn client(&self) -> kube::Client {
+        // Workspaces that compile both rustls backends need one chosen before any client.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let cfg = kube::Config::new(self.url().parse().expect("fake API URL"));
         kube::Client::try_from(cfg).expect("client for the fake API")
     }

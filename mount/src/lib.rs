@@ -11,4 +11,5 @@ pub mod meta;
 pub mod metrics;
 pub mod object;
 pub mod options;
+pub mod tree;
 pub mod vfs;
