@@ -391,6 +391,64 @@ impl MountPods {
         }
     }
 
+    /// A Mount Pod deleted while targets still use it (evicted, deleted by hand): the same
+    /// pod under a new name and mount path, holding the same references. Its targets break
+    /// when the old client exits and are re-bound from the new path by the recovery loop.
+    pub async fn replace(&self, old: &Pod) -> Result<Option<String>, PodError> {
+        let uid = old
+            .labels()
+            .get(LABEL_VOLUME_ID)
+            .cloned()
+            .unwrap_or_default();
+        let lock = self.lock_for(&uid);
+        let _held = lock.lock().await;
+        let hash = old.labels().get(LABEL_HASH).cloned();
+        let exists = self.pods_of(&uid).iter().any(|p| {
+            !is_gone(p)
+                && p.labels().get(LABEL_HASH) == hash.as_ref()
+                && p.name_any() != old.name_any()
+        });
+        if exists {
+            return Ok(None);
+        }
+        let (old_suffix, suffix) = (suffix_of(old), random_suffix());
+        let mut pod = old.clone();
+        let base = old.name_any();
+        let name = format!("{}{suffix}", &base[..base.len() - old_suffix.len()]);
+        pod.metadata = ObjectMeta {
+            name: Some(name.clone()),
+            namespace: old.metadata.namespace.clone(),
+            labels: old.metadata.labels.clone(),
+            annotations: old.metadata.annotations.clone(),
+            finalizers: old.metadata.finalizers.clone(),
+            ..Default::default()
+        };
+        pod.status = None;
+        let (from, to) = (
+            format!("/jfs/{uid}-{old_suffix}"),
+            format!("/jfs/{uid}-{suffix}"),
+        );
+        if let Some(spec) = pod.spec.as_mut() {
+            for c in spec.containers.iter_mut() {
+                for arg in c
+                    .command
+                    .iter_mut()
+                    .flatten()
+                    .chain(c.args.iter_mut().flatten())
+                {
+                    *arg = arg.replace(&from, &to);
+                }
+            }
+        }
+        let path = self.host_path(&pod);
+        std::fs::create_dir_all(&path)
+            .map_err(|e| PodError::Other(format!("creating {}: {e}", path.display())))?;
+        let created = self.api().create(&PostParams::default(), &pod).await?;
+        tracing::warn!(old = %base, new = %name, "Mount Pod deleted while in use: replaced it");
+        self.remember(created);
+        Ok(Some(name))
+    }
+
     /// A deleted Mount Pod's last step: unmount its path on this host, then let it go.
     pub async fn finalize(&self, p: &Pod) -> Result<(), PodError> {
         let path = self.host_path(p);

@@ -4,7 +4,8 @@
 //! (a restart changes the pod's status) and every 2 s as a backstop, and re-binds each
 //! referenced target whose mount is broken once its pod's path is live again. Apps that
 //! mount the volume with `HostToContainer` propagation see it again. It also finishes
-//! deleted Mount Pods (unmount, finalizer) and deletes pods whose delayed deletion is due.
+//! deleted Mount Pods (unmount, finalizer), first replacing one that targets still use, and
+//! deletes pods whose delayed deletion is due.
 
 use crate::mountpods::{MountPods, is_gone};
 use crate::mounts::{self, Health};
@@ -21,12 +22,20 @@ pub async fn pass(pods: &MountPods) {
     for p in pods.pods() {
         let refs = target::refs(p.metadata.annotations.as_ref());
         if p.metadata.deletion_timestamp.is_some() {
-            if p.finalizers()
+            if !p
+                .finalizers()
                 .iter()
                 .any(|f| f == jfs_mountspec::pod::FINALIZER)
-                && refs.is_empty()
-                && let Err(e) = pods.finalize(&p).await
             {
+                continue;
+            }
+            if !refs.is_empty()
+                && let Err(e) = pods.replace(&p).await
+            {
+                tracing::warn!(pod = %p.name_any(), "replacing a deleted Mount Pod still in use: {e}");
+                continue;
+            }
+            if let Err(e) = pods.finalize(&p).await {
                 tracing::warn!(pod = %p.name_any(), "finalizing: {e}");
             }
             continue;

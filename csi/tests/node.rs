@@ -351,3 +351,46 @@ async fn read_only_targets_refuse_writes_and_stats_report_usage() {
     rig.unpublish("pv-7", &ro).await.unwrap();
     rig.unpublish("pv-7", &rw).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mount_pod_deleted_while_in_use_is_replaced_and_targets_rebound() {
+    let rig = Rig::start(Duration::from_secs(30)).await;
+    let secrets = rig.volume_secrets("evicted");
+    let t = rig.target("pod-a", "pv-8");
+    rig.publish("pv-8", &t, &secrets).await.unwrap();
+    std::fs::write(format!("{t}/before"), b"kept").unwrap();
+    let old = rig.mount_pods().remove(0).name_any();
+    let old_pid = rig.client_pid(&old).unwrap();
+    let api: kube::Api<Pod> = kube::Api::namespaced(rig.api.client(), NS);
+    api.delete(&old, &Default::default()).await.unwrap();
+    eventually("the old pod is gone", 20, || {
+        rig.api.get::<Pod>(Some(NS), &old).is_none()
+    })
+    .await;
+    eventually("a replacement holds the reference", 20, || {
+        rig.mount_pods().iter().any(|p| {
+            p.name_any() != old && refs(p.metadata.annotations.as_ref()) == vec![t.clone()]
+        })
+    })
+    .await;
+    // The old client is gone (SIGTERM, then SIGKILL as the kubelet does), so the target
+    // must now be served by the replacement's client.
+    eventually("the old client exited", 20, || {
+        rig.procs
+            .lock()
+            .unwrap()
+            .get_mut(&old)
+            .is_some_and(|p| matches!(p.child.try_wait(), Ok(Some(_))))
+    })
+    .await;
+    eventually("the target serves again", 20, || {
+        std::fs::read(format!("{t}/before")).is_ok_and(|b| b == b"kept")
+    })
+    .await;
+    let new = rig.mount_pods().remove(0).name_any();
+    assert_ne!(rig.client_pid(&new), Some(old_pid));
+    std::fs::write(format!("{t}/after"), b"new client").unwrap();
+    assert_eq!(rig.mount_pods().len(), 1);
+    rig.unpublish("pv-8", &t).await.unwrap();
+    eventually("no Mount Pod left", 20, || rig.mount_pods().is_empty()).await;
+}

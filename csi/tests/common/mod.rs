@@ -43,6 +43,8 @@ pub struct Proc {
     pub child: Child,
     pub restarts: u32,
     pub log: PathBuf,
+    /// When the pod's deletion was first seen (SIGTERM), for the SIGKILL after the grace period.
+    pub terminating: Option<std::time::Instant>,
 }
 
 pub struct Rig {
@@ -313,6 +315,7 @@ async fn kubelet_runner(
                                 child,
                                 restarts: 0,
                                 log: log.clone(),
+                                terminating: None,
                             },
                         );
                         drop(guard);
@@ -321,8 +324,15 @@ async fn kubelet_runner(
                 }
                 Some(p) if deleting => {
                     if p.child.try_wait().ok().flatten().is_none() {
+                        // The kubelet: SIGTERM, then SIGKILL after a (short) grace period.
+                        let since = *p.terminating.get_or_insert_with(std::time::Instant::now);
+                        let sig = if since.elapsed() > Duration::from_secs(2) {
+                            libc::SIGKILL
+                        } else {
+                            libc::SIGTERM
+                        };
                         // SAFETY: plain kill(2) on our own child.
-                        unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) };
+                        unsafe { libc::kill(p.child.id() as i32, sig) };
                     }
                 }
                 Some(p) => {
@@ -346,6 +356,21 @@ async fn kubelet_runner(
                     }
                 }
                 None => {}
+            }
+        }
+        // A pod removed from the API has no containers any more.
+        let live: std::collections::HashSet<String> =
+            api.list::<Pod>().iter().map(|p| p.name_any()).collect();
+        for (name, p) in procs.lock().unwrap().iter_mut() {
+            if !live.contains(name) && matches!(p.child.try_wait(), Ok(None)) {
+                let since = *p.terminating.get_or_insert_with(std::time::Instant::now);
+                let sig = if since.elapsed() > Duration::from_secs(2) {
+                    libc::SIGKILL
+                } else {
+                    libc::SIGTERM
+                };
+                // SAFETY: plain kill(2) on our own child.
+                unsafe { libc::kill(p.child.id() as i32, sig) };
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
