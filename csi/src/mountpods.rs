@@ -495,39 +495,95 @@ impl MountPods {
         }
     }
 
-    /// A short account of a pod that is not serving: phase and container states.
+    /// A short account of a pod that is not serving: phase, container states, and what to do.
     pub fn describe(&self, name: &str) -> String {
-        let Some(p) = self.pods().into_iter().find(|p| p.name_any() == name) else {
-            return format!("Mount Pod {name} is not in the cache yet");
-        };
-        let st = p.status.clone().unwrap_or_default();
-        let mut out = format!(
-            "Mount Pod {}/{name} is {}",
-            self.cfg.namespace,
-            st.phase.unwrap_or_else(|| "Pending".into())
+        match self.pods().into_iter().find(|p| p.name_any() == name) {
+            Some(p) => describe(&p),
+            None => format!("Mount Pod {name} is not in the cache yet"),
+        }
+    }
+}
+
+/// Phase, container states and conditions of a Mount Pod that is not serving, with advice.
+pub fn describe(p: &Pod) -> String {
+    let st = p.status.clone().unwrap_or_default();
+    let mut out = format!(
+        "Mount Pod {}/{} is {}",
+        p.namespace().unwrap_or_default(),
+        p.name_any(),
+        st.phase.clone().unwrap_or_else(|| "Pending".into())
+    );
+    for c in st.container_statuses.iter().flatten() {
+        if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+            out.push_str(&format!("; {} waiting: {}", c.name, w.reason.clone().unwrap_or_default()));
+        }
+        if let Some(t) = c.state.as_ref().and_then(|s| s.terminated.as_ref()) {
+            out.push_str(&format!("; {} exited with code {}", c.name, t.exit_code));
+        }
+    }
+    for c in st.conditions.iter().flatten().filter(|c| c.status == "False") {
+        if let Some(m) = &c.message {
+            out.push_str(&format!("; {}: {m}", c.type_));
+        }
+    }
+    if let Some(a) = advice(p) {
+        out.push_str(&format!(". {a}"));
+    }
+    out
+}
+
+/// What a user can do about a Mount Pod that does not come up (the Go driver's
+/// troubleshooting guide, condensed).
+pub fn advice(p: &Pod) -> Option<&'static str> {
+    let st = p.status.as_ref()?;
+    let unschedulable = st.conditions.iter().flatten().any(|c| {
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.message.as_deref().is_some_and(|m| m.contains("Insufficient"))
+    });
+    if unschedulable || st.reason.as_deref().is_some_and(|r| r.starts_with("OutOf")) {
+        return Some(
+            "The node lacks the CPU or memory the Mount Pod requests: lower juicefs/mount-cpu-request and juicefs/mount-memory-request (PVC annotations or mountPodPatch in the juicefs-csi-driver-config ConfigMap), or free resources on the node",
         );
-        for c in st.container_statuses.iter().flatten() {
-            if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) {
-                out.push_str(&format!(
-                    "; {} waiting: {}",
-                    c.name,
-                    w.reason.clone().unwrap_or_default()
-                ));
-            }
-            if let Some(t) = c.state.as_ref().and_then(|s| s.terminated.as_ref()) {
-                out.push_str(&format!("; {} exited with code {}", c.name, t.exit_code));
-            }
-        }
-        for c in st
-            .conditions
-            .iter()
-            .flatten()
-            .filter(|c| c.status == "False")
-        {
-            if let Some(m) = &c.message {
-                out.push_str(&format!("; {}: {m}", c.type_));
-            }
-        }
-        out
+    }
+    let waiting: Vec<&str> = st
+        .container_statuses
+        .iter()
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.as_deref())
+        .collect();
+    if waiting.iter().any(|r| matches!(*r, "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName")) {
+        return Some("The mount image cannot be pulled: check the mount image name (chart value mountImage, PV attribute juicefs/mount-image) and the node's access to its registry");
+    }
+    if waiting.contains(&"CreateContainerConfigError") {
+        return Some("The container cannot be configured, usually a missing Secret key: check the volume's Secret has name and metaurl");
+    }
+    let crashed = waiting.contains(&"CrashLoopBackOff")
+        || st.container_statuses.iter().flatten().any(|c| c.restart_count > 0);
+    crashed.then_some("The JuiceFS client keeps exiting: its log lines below say why (metadata engine or object storage unreachable, wrong credentials, bad mount options)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "juicefs-n-pv-abcdef", "namespace": "jfs"}, "status": status})).unwrap()
+    }
+
+    #[test]
+    fn advice_names_the_fix() {
+        let pending = pod(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "message": "0/3 nodes are available: 3 Insufficient memory."}]}));
+        let d = describe(&pending);
+        assert!(d.contains("Insufficient memory") && d.contains("juicefs/mount-memory-request"), "{d}");
+        let pull = pod(json!({"phase": "Pending", "containerStatuses": [{"name": "jfs-mount", "ready": false,
+            "restartCount": 0, "image": "x", "imageID": "", "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}));
+        assert!(advice(&pull).unwrap().contains("mount image"));
+        let crash = pod(json!({"phase": "Running", "containerStatuses": [{"name": "jfs-mount", "ready": false,
+            "restartCount": 3, "image": "x", "imageID": "", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}));
+        assert!(advice(&crash).unwrap().contains("log lines"));
+        assert_eq!(advice(&pod(json!({"phase": "Running"}))), None);
+        assert_eq!(suffix_of(&pull), "abcdef");
     }
 }
