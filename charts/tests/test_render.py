@@ -235,6 +235,7 @@ def test_values_all_changes_what_it_sets():
     env = {e["name"]: e.get("value") for e in plugin["env"]}
     assert env["JUICEFS_MOUNT_PRIORITY_NAME"] == "juicefs-mount-priority-nonpreempting"
     assert env["RUST_LOG"] == "info"
+    assert (env["KUBE_QPS"], env["KUBE_BURST"]) == ("50", "100")
     one(objs, "PriorityClass", "juicefs-mount-priority-nonpreempting")
     reg = next(c for c in spec["containers"] if c["name"] == "node-driver-registrar")
     assert "--kubelet-registration-path=/var/lib/k0s/kubelet/plugins/csi.juicefs.com/csi.sock" in reg["args"]

@@ -16,6 +16,7 @@ pub mod identity;
 pub mod mountpods;
 pub mod mounts;
 pub mod node;
+pub mod ratelimit;
 pub mod recovery;
 pub mod server;
 pub mod target;

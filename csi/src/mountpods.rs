@@ -515,13 +515,22 @@ pub fn describe(p: &Pod) -> String {
     );
     for c in st.container_statuses.iter().flatten() {
         if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) {
-            out.push_str(&format!("; {} waiting: {}", c.name, w.reason.clone().unwrap_or_default()));
+            out.push_str(&format!(
+                "; {} waiting: {}",
+                c.name,
+                w.reason.clone().unwrap_or_default()
+            ));
         }
         if let Some(t) = c.state.as_ref().and_then(|s| s.terminated.as_ref()) {
             out.push_str(&format!("; {} exited with code {}", c.name, t.exit_code));
         }
     }
-    for c in st.conditions.iter().flatten().filter(|c| c.status == "False") {
+    for c in st
+        .conditions
+        .iter()
+        .flatten()
+        .filter(|c| c.status == "False")
+    {
         if let Some(m) = &c.message {
             out.push_str(&format!("; {}: {m}", c.type_));
         }
@@ -539,7 +548,9 @@ pub fn advice(p: &Pod) -> Option<&'static str> {
     let unschedulable = st.conditions.iter().flatten().any(|c| {
         c.type_ == "PodScheduled"
             && c.status == "False"
-            && c.message.as_deref().is_some_and(|m| m.contains("Insufficient"))
+            && c.message
+                .as_deref()
+                .is_some_and(|m| m.contains("Insufficient"))
     });
     if unschedulable || st.reason.as_deref().is_some_and(|r| r.starts_with("OutOf")) {
         return Some(
@@ -552,14 +563,25 @@ pub fn advice(p: &Pod) -> Option<&'static str> {
         .flatten()
         .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.as_deref())
         .collect();
-    if waiting.iter().any(|r| matches!(*r, "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName")) {
-        return Some("The mount image cannot be pulled: check the mount image name (chart value mountImage, PV attribute juicefs/mount-image) and the node's access to its registry");
+    if waiting
+        .iter()
+        .any(|r| matches!(*r, "ImagePullBackOff" | "ErrImagePull" | "InvalidImageName"))
+    {
+        return Some(
+            "The mount image cannot be pulled: check the mount image name (chart value mountImage, PV attribute juicefs/mount-image) and the node's access to its registry",
+        );
     }
     if waiting.contains(&"CreateContainerConfigError") {
-        return Some("The container cannot be configured, usually a missing Secret key: check the volume's Secret has name and metaurl");
+        return Some(
+            "The container cannot be configured, usually a missing Secret key: check the volume's Secret has name and metaurl",
+        );
     }
     let crashed = waiting.contains(&"CrashLoopBackOff")
-        || st.container_statuses.iter().flatten().any(|c| c.restart_count > 0);
+        || st
+            .container_statuses
+            .iter()
+            .flatten()
+            .any(|c| c.restart_count > 0);
     crashed.then_some("The JuiceFS client keeps exiting: its log lines below say why (metadata engine or object storage unreachable, wrong credentials, bad mount options)")
 }
 
@@ -573,15 +595,24 @@ mod tests {
 
     #[test]
     fn advice_names_the_fix() {
-        let pending = pod(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
-            "message": "0/3 nodes are available: 3 Insufficient memory."}]}));
+        let pending = pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "message": "0/3 nodes are available: 3 Insufficient memory."}]}),
+        );
         let d = describe(&pending);
-        assert!(d.contains("Insufficient memory") && d.contains("juicefs/mount-memory-request"), "{d}");
-        let pull = pod(json!({"phase": "Pending", "containerStatuses": [{"name": "jfs-mount", "ready": false,
-            "restartCount": 0, "image": "x", "imageID": "", "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}));
+        assert!(
+            d.contains("Insufficient memory") && d.contains("juicefs/mount-memory-request"),
+            "{d}"
+        );
+        let pull = pod(
+            json!({"phase": "Pending", "containerStatuses": [{"name": "jfs-mount", "ready": false,
+            "restartCount": 0, "image": "x", "imageID": "", "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}),
+        );
         assert!(advice(&pull).unwrap().contains("mount image"));
-        let crash = pod(json!({"phase": "Running", "containerStatuses": [{"name": "jfs-mount", "ready": false,
-            "restartCount": 3, "image": "x", "imageID": "", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}));
+        let crash = pod(
+            json!({"phase": "Running", "containerStatuses": [{"name": "jfs-mount", "ready": false,
+            "restartCount": 3, "image": "x", "imageID": "", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}),
+        );
         assert!(advice(&crash).unwrap().contains("log lines"));
         assert_eq!(advice(&pod(json!({"phase": "Running"}))), None);
         assert_eq!(suffix_of(&pull), "abcdef");

@@ -38,6 +38,19 @@ struct Args {
     metrics_port: u16,
     #[arg(long, global = true)]
     log_json: bool,
+    /// Client-side limit on Kubernetes API requests per second (token bucket).
+    #[arg(long, global = true, env = "KUBE_QPS", default_value_t = 20.0, value_parser = positive)]
+    kube_qps: f64,
+    /// Requests allowed at once before the per-second limit applies.
+    #[arg(long, global = true, env = "KUBE_BURST", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    kube_burst: u32,
+}
+
+fn positive(v: &str) -> Result<f64, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|q| *q > 0.0 && q.is_finite())
+        .ok_or_else(|| format!("{v:?} is not a positive number"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,9 +134,17 @@ async fn run(a: Args) -> Result<(), String> {
         ));
     }
     let sock = jfs_csi::server::socket_path(&a.endpoint)?;
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
         .map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
+    let limit = jfs_csi::ratelimit::RateLimitLayer(Arc::new(jfs_csi::ratelimit::Bucket::new(
+        a.kube_qps,
+        a.kube_burst,
+    )));
+    let client = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?
+        .with_layer(&limit)
+        .build();
     let ready = Arc::new(AtomicBool::new(false));
     let mut router = tonic::transport::Server::builder();
     let router = match a.role {
