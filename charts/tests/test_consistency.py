@@ -324,13 +324,10 @@ def test_controller_socket_is_shared(values):
         assert any(m["name"] == vol[0] and m["mountPath"] == sock_dir for m in c["volumeMounts"])
     prov = container(spec, "csi-provisioner")
     assert "--extra-create-metadata" in prov["args"], "pathPattern needs the PVC name and namespace"
-    # Only the sidecars elect a leader (they alone act on the API); juicefs-csi controller is
-    # stateless and answers its own pod's sidecars over the socket.
+    # Every container that acts on the API on its own elects a leader: the sidecars, and
+    # juicefs-csi controller for its background work.
     for c in spec["containers"]:
-        if c["name"] == "csi-controller":
-            assert "--leader-election" not in c["args"]
-        else:
-            assert "--leader-election" in c["args"], c["name"]
+        assert "--leader-election" in c["args"], c["name"]
 
 
 @pytest.mark.parametrize("values", CASES, ids=IDS)
