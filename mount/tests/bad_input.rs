@@ -228,3 +228,100 @@ fn missing_bucket_and_wrong_credentials() {
         assert!(!e.contains("password=wrong"), "password leaked: {e}");
     }
 }
+
+#[test]
+fn redis_urls_wrong_passwords_and_unreachable_servers() {
+    let mp = tempfile::tempdir().unwrap();
+    let mp = mp.path().to_str().unwrap();
+    let e = fails(&["mount", "redis://:hunter2@127.0.0.1:1/3", mp]);
+    assert!(
+        e.contains("cannot connect to Redis redis://:****@127.0.0.1:1/3"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "password leaked: {e}");
+    let e = fails(&["status", "redis://mymaster,127.0.0.1:26379/1"]);
+    assert!(e.contains("Sentinel") && e.contains("not supported"), "{e}");
+    let e = fails(&["format", "redis://127.0.0.1:6379/notadb", "vol1"]);
+    assert!(e.contains("not a valid Redis address"), "{e}");
+    let Some(v) = Volume::new(Backend::RedisFile) else {
+        return;
+    };
+    let e = fails(&["status", &v.meta]);
+    assert!(e.contains("not formatted"), "{e}");
+    let wrong = v.meta.replace("redis://", "redis://:wrongpw@");
+    let e = fails(&["status", &wrong]);
+    assert!(
+        e.contains("cannot connect to Redis") && e.contains(":****@"),
+        "{e}"
+    );
+    assert!(!e.contains("wrongpw"), "password leaked: {e}");
+}
+
+/// Redis going away mid-workload: the caller gets EIO (after retries with backoff, with a
+/// clear log line), and once Redis is back the same mount works again with nothing lost;
+/// an outage shorter than the retry budget only delays the caller.
+#[test]
+fn redis_outage_gives_eio_then_recovers() {
+    if service("JFS_TEST_REDIS").is_none() {
+        return;
+    }
+    let mut redis = PrivateRedis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let meta = format!("redis://127.0.0.1:{}/1", redis.port);
+    let bucket = format!("{}/data/", dir.path().display());
+    run_ok({
+        let mut c = Command::new(OURS);
+        c.args([
+            "format",
+            "--storage",
+            "file",
+            "--bucket",
+            &bucket,
+            &meta,
+            "outage",
+        ]);
+        c
+    });
+    let mp = dir.path().join("mnt");
+    fs::create_dir_all(&mp).unwrap();
+    let mut c = Command::new(OURS);
+    c.args(["mount", &meta, mp.to_str().unwrap()]);
+    let m = Mount::start(c, &mp);
+    fs::write(m.path("before"), pattern(1, 300_000)).unwrap();
+
+    redis.stop();
+    let started = std::time::Instant::now();
+    let err = fs::write(m.path("during"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "EIO should come after the retry budget, not hang: {:?}",
+        started.elapsed()
+    );
+    let log = m.log();
+    assert!(
+        log.contains("is unreachable") && log.contains(&format!("127.0.0.1:{}", redis.port)),
+        "no clear log line about the outage:\n{log}"
+    );
+
+    redis.restart();
+    assert_eq!(fs::read(m.path("before")).unwrap(), pattern(1, 300_000));
+    fs::write(m.path("after"), b"back").unwrap();
+    assert_eq!(fs::read(m.path("after")).unwrap(), b"back");
+    assert!(
+        m.log().contains("reachable again"),
+        "recovery is not logged:\n{}",
+        m.log()
+    );
+
+    // A short outage (a restart) within the retry budget is not even seen by the caller.
+    redis.stop();
+    let writer = {
+        let p = m.path("across-restart");
+        std::thread::spawn(move || fs::write(p, b"waited"))
+    };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    redis.restart();
+    writer.join().unwrap().unwrap();
+    assert_eq!(fs::read(m.path("across-restart")).unwrap(), b"waited");
+}

@@ -6,9 +6,10 @@ use common::*;
 use std::fs;
 use std::process::Command;
 
-#[test]
-fn background_mount_helper_form_subdir_umount_and_status() {
-    let v = Volume::new(Backend::SqliteFile).unwrap();
+fn background_mount_helper_form_subdir_umount_and_status(b: Backend) {
+    let Some(v) = Volume::new(b) else {
+        return;
+    };
     v.format_ours(&[]);
     let mp = v.mountpoint("bg");
     let log = v.dir.path().join("bg.log");
@@ -88,9 +89,10 @@ fn background_mount_helper_form_subdir_umount_and_status() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a mount point"));
 }
 
-#[test]
-fn drain_waits_for_open_files_then_returns() {
-    let v = Volume::new(Backend::SqliteFile).unwrap();
+fn drain_waits_for_open_files_then_returns(b: Backend) {
+    let Some(v) = Volume::new(b) else {
+        return;
+    };
     v.format_ours(&[]);
     let mp = v.mountpoint("drain");
     let drain = |timeout: &str| {
@@ -159,9 +161,10 @@ fn series(text: &str, prefix: &str) -> f64 {
         .sum()
 }
 
-#[test]
-fn metrics_endpoint_has_the_juicefs_series_and_they_move() {
-    let v = Volume::new(Backend::SqliteFile).unwrap();
+fn metrics_endpoint_has_the_juicefs_series_and_they_move(b: Backend) {
+    let Some(v) = Volume::new(b) else {
+        return;
+    };
     v.format_ours(&[]);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -199,3 +202,63 @@ fn metrics_endpoint_has_the_juicefs_series_and_they_move() {
     assert!(after.contains("method=\"write\"") && after.contains("method=\"PUT\""));
     assert!(series(&after, "juicefs_used_space{") > 0.0);
 }
+
+/// `rediss://`: TLS to Redis, the server checked against the CA in `SSL_CERT_FILE` (the
+/// reference honours it too, so both clients share the volume over TLS).
+#[test]
+fn rediss_with_a_private_ca() {
+    if service("JFS_TEST_REDIS").is_none() {
+        return;
+    }
+    let redis = PrivateRedis::start_tls();
+    let ca = redis.ca.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let meta = format!("rediss://127.0.0.1:{}/2", redis.port);
+    let bucket = format!("{}/data/", dir.path().display());
+    let out = Command::new(OURS).args(["status", &meta]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("certificate"),
+        "an unknown CA must be refused: {err}"
+    );
+    run_ok({
+        let mut c = Command::new(OURS);
+        c.env("SSL_CERT_FILE", &ca).args([
+            "format",
+            "--storage",
+            "file",
+            "--bucket",
+            &bucket,
+            &meta,
+            "tls",
+        ]);
+        c
+    });
+    let mp = dir.path().join("ours");
+    fs::create_dir_all(&mp).unwrap();
+    {
+        let mut c = Command::new(OURS);
+        c.env("SSL_CERT_FILE", &ca)
+            .args(["mount", &meta, mp.to_str().unwrap()]);
+        let m = Mount::start(c, &mp);
+        fs::write(m.path("over-tls"), b"encrypted in transit").unwrap();
+    }
+    let rmp = dir.path().join("ref");
+    fs::create_dir_all(&rmp).unwrap();
+    let mut c = Command::new(reference());
+    c.env("SSL_CERT_FILE", &ca)
+        .args(["mount", "--no-usage-report", "--cache-dir"])
+        .arg(dir.path().join("refcache"))
+        .args(["--metrics", "127.0.0.1:0", &meta, rmp.to_str().unwrap()]);
+    let m = Mount::start(c, &rmp);
+    assert_eq!(
+        fs::read(m.path("over-tls")).unwrap(),
+        b"encrypted in transit"
+    );
+}
+
+sqlite_and_redis!(
+    background_mount_helper_form_subdir_umount_and_status,
+    drain_waits_for_open_files_then_returns,
+    metrics_endpoint_has_the_juicefs_series_and_they_move,
+);

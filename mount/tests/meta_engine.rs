@@ -1,6 +1,7 @@
-//! The SQL metadata engine driven directly (no FUSE): sessions and their cleanup, sustained
+//! The metadata engines driven directly (no FUSE): sessions and their cleanup, sustained
 //! inodes, counters and quotas, locks across sessions, deleted-file queues. Runs on SQLite,
-//! and on PostgreSQL when the test server is up.
+//! and on PostgreSQL and Redis when their test servers are up; the Redis engine is also
+//! checked key by key against what the reference client writes.
 
 mod common;
 use common::*;
@@ -213,11 +214,18 @@ async fn delfile_queue_from_the_reference(backend: Backend) {
     };
     let (ino, id) = file_with_slice(&a, "f", 5000).await;
     // What JuiceFS 0.14 leaves behind when it unlinks a file and dies before the data is
-    // deleted: the node is gone, the chunks and a jfs_delfile row remain.
+    // deleted: the node is gone, the chunks and a jfs_delfile row (a `delfiles` entry on
+    // Redis) remain.
     let sql = format!(
         "DELETE FROM jfs_edge WHERE inode={ino}; DELETE FROM jfs_node WHERE inode={ino}; INSERT INTO jfs_delfile (inode,length,expire) VALUES ({ino},5000,1)"
     );
     match backend {
+        Backend::RedisFile => {
+            let r = v.redis.as_ref().unwrap();
+            r.cli(&["HDEL", "d1", "f"]);
+            r.cli(&["DEL", &format!("i{ino}")]);
+            r.cli(&["ZADD", "delfiles", "1", &format!("{ino}:5000")]);
+        }
         Backend::PgFile => {
             let conn = std::env::var("JFS_TEST_PG").unwrap();
             let db = v.meta.rsplit("dbname=").next().unwrap().to_string();
@@ -266,4 +274,236 @@ async fn sqlite_delfile_queue() {
 #[tokio::test]
 async fn postgres_delfile_queue() {
     delfile_queue_from_the_reference(Backend::PgFile).await
+}
+#[tokio::test]
+async fn redis_sessions_locks_and_sustained() {
+    sessions_locks_and_sustained(Backend::RedisFile).await
+}
+#[tokio::test]
+async fn redis_counters_and_quotas() {
+    counters_and_quotas(Backend::RedisFile).await
+}
+#[tokio::test]
+async fn redis_delfile_queue() {
+    delfile_queue_from_the_reference(Backend::RedisFile).await
+}
+
+/// The keys and values we write are the reference's: see `meta/redis/keys.rs`.
+#[tokio::test]
+async fn redis_keys_match_the_reference_schema() {
+    let Some((v, a, _b)) = two_clients(Backend::RedisFile).await else {
+        return;
+    };
+    let r = v.redis.as_ref().unwrap();
+    let (ino, id) = file_with_slice(&a, "f", 5000).await;
+    assert_eq!(ino, 2, "first inode of a fresh volume");
+    assert_eq!(
+        r.cli(&["GET", "nextinode"]),
+        "100",
+        "holds the last id handed out"
+    );
+    assert_eq!(r.cli(&["GET", "nextchunk"]), "1000");
+    assert_eq!(r.cli(&["GET", "nextsession"]), "2");
+    assert_eq!(r.cli(&["STRLEN", "i2"]), "72");
+    assert_eq!(r.cli(&["STRLEN", "i1"]), "72");
+    assert_eq!(r.cli(&["TYPE", "d1"]), "hash");
+    let entry = r.cli(&["--no-raw", "HGET", "d1", "f"]);
+    assert_eq!(entry, r#""\x01\x00\x00\x00\x00\x00\x00\x00\x02""#);
+    assert_eq!(r.cli(&["LLEN", "c2_0"]), "1");
+    assert_eq!(
+        r.cli(&["EXISTS", "sliceRef"]),
+        "0",
+        "one reference is no entry"
+    );
+    assert_eq!(r.cli(&["GET", "totalInodes"]), "1");
+    assert_eq!(r.cli(&["GET", "usedSpace"]), "8192");
+    assert_eq!(r.cli(&["ZCARD", "sessions"]), "2");
+    assert!(
+        r.cli(&["HGET", "sessionInfos", "1"])
+            .contains("\"MountPoint\":\"/m\"")
+    );
+    // A second reference (what the reference's copy_file_range or compaction records):
+    // the slice survives the first file and is freed with the second.
+    a.link(ino, ROOT_INO, "hard").await.unwrap();
+    r.cli(&["HINCRBY", "sliceRef", &format!("k{id}_5000"), "1"]);
+    let rec = r.cli(&["LINDEX", "c2_0", "0"]);
+    let (other, _) = a
+        .mknod(
+            ROOT_INO,
+            "g",
+            FileKind::File,
+            0o644,
+            0,
+            None,
+            Caller::default(),
+        )
+        .await
+        .unwrap();
+    let copy = Slice {
+        pos: 0,
+        id,
+        size: 5000,
+        off: 0,
+        len: 5000,
+    };
+    a.write_slice(other, 0, copy, 0).await.unwrap();
+    assert_eq!(r.cli(&["LINDEX", &format!("c{other}_0"), "0"]), rec);
+    assert!(
+        a.unlink(ROOT_INO, "f", Caller::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let freed = a.unlink(ROOT_INO, "hard", Caller::default()).await.unwrap();
+    assert!(freed.is_empty(), "still referenced by g");
+    assert_eq!(r.cli(&["HGET", "sliceRef", &format!("k{id}_5000")]), "0");
+    let freed = a.unlink(ROOT_INO, "g", Caller::default()).await.unwrap();
+    assert_eq!(freed.len(), 1);
+    assert_eq!(r.cli(&["EXISTS", "sliceRef"]), "0");
+    assert_eq!(
+        r.cli(&["ZCARD", "delfiles"]),
+        "0",
+        "data deleted, queue drained"
+    );
+    assert_eq!(r.cli(&["EXISTS", "c2_0", &format!("c{other}_0")]), "0");
+}
+
+/// Two clients racing on one directory: every change lands once (WATCH/MULTI/EXEC reruns
+/// the losers), and the directory and counters add up.
+#[tokio::test]
+async fn redis_concurrent_changes_from_two_clients() {
+    let Some((v, a, b)) = two_clients(Backend::RedisFile).await else {
+        return;
+    };
+    let c = Caller::default();
+    let (dir, _) = a
+        .mknod(ROOT_INO, "d", FileKind::Dir, 0o755, 0, None, c)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for (n, m) in [a.clone(), b.clone()].into_iter().enumerate() {
+        for t in 0..4 {
+            let m = m.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..25 {
+                    let name = format!("c{n}-{t}-{i}");
+                    let kind = if i % 5 == 0 {
+                        FileKind::Dir
+                    } else {
+                        FileKind::File
+                    };
+                    m.mknod(dir, &name, kind, 0o644, 0, None, c).await.unwrap();
+                    if i % 3 == 0 {
+                        m.rename(
+                            dir,
+                            &name,
+                            dir,
+                            &format!("{name}-r"),
+                            meta::RenameMode::Replace,
+                            c,
+                        )
+                        .await
+                        .unwrap();
+                    }
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let entries = b.readdir(dir, true).await.unwrap();
+    assert_eq!(entries.len(), 200);
+    let subdirs = entries.iter().filter(|e| e.kind == FileKind::Dir).count();
+    assert_eq!(subdirs, 40);
+    assert_eq!(a.getattr(dir).await.unwrap().nlink, 2 + 40);
+    let r = v.redis.as_ref().unwrap();
+    assert_eq!(r.cli(&["GET", "totalInodes"]), "201");
+    assert_eq!(r.cli(&["GET", "usedSpace"]), (201 * 4096).to_string());
+}
+
+/// Files too big to drop in one transaction (Redis queues them in `delfiles` and empties
+/// them chunk by chunk), shrinking truncates, and the slices both give back.
+async fn big_files_free_their_slices(backend: Backend) {
+    let Some((_v, a, _b)) = two_clients(backend).await else {
+        return;
+    };
+    let c = Caller::default();
+    let (ino, first) = file_with_slice(&a, "big", 1000).await;
+    let far = a.new_slice_id().await.unwrap();
+    let s = Slice {
+        pos: 0,
+        id: far,
+        size: 1000,
+        off: 0,
+        len: 1000,
+    };
+    // Chunk 40: the file spans 2.5 GiB, sparse in between.
+    a.write_slice(ino, 40, s, 0).await.unwrap();
+    assert_eq!(a.getattr(ino).await.unwrap().length, 40 * (64 << 20) + 1000);
+    let (attr, freed) = a.truncate(ino, 500).await.unwrap();
+    assert_eq!(attr.length, 500);
+    assert_eq!(freed.iter().map(|f| f.id).collect::<Vec<_>>(), vec![far]);
+    assert!(a.read_chunk(ino, 40).await.unwrap().is_empty());
+    // Grown again: the cut-off range reads as zeros (a hole covers it).
+    a.truncate(ino, 2000).await.unwrap();
+    let view = jfs_mount::meta::slice::build_view(&a.read_chunk(ino, 0).await.unwrap());
+    assert!(
+        view.iter()
+            .any(|p| p.id == 0 && p.pos <= 500 && p.pos + p.len >= 1000)
+    );
+    a.write_slice(ino, 40, Slice { id: far + 1, ..s }, 0)
+        .await
+        .unwrap();
+    let mut ids: Vec<u64> = a
+        .unlink(ROOT_INO, "big", c)
+        .await
+        .unwrap()
+        .iter()
+        .map(|f| f.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec![first, far + 1]);
+    assert!(a.read_chunk(ino, 0).await.unwrap().is_empty());
+    assert!(a.read_chunk(ino, 40).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_big_files_free_their_slices() {
+    big_files_free_their_slices(Backend::SqliteFile).await
+}
+#[tokio::test]
+async fn redis_big_files_free_their_slices() {
+    big_files_free_their_slices(Backend::RedisFile).await
+}
+
+/// A directory bigger than one HSCAN page and one MGET batch lists every name once.
+#[tokio::test]
+async fn redis_huge_directories_list_completely() {
+    let Some((v, a, _b)) = two_clients(Backend::RedisFile).await else {
+        return;
+    };
+    let c = Caller::default();
+    let (dir, _) = a
+        .mknod(ROOT_INO, "huge", FileKind::Dir, 0o755, 0, None, c)
+        .await
+        .unwrap();
+    let (f, _) = a
+        .mknod(dir, "f", FileKind::File, 0o644, 0, None, c)
+        .await
+        .unwrap();
+    // 30,000 hard links to one file, written straight into the entry hash.
+    let fill = "local e = redis.call('HGET', KEYS[1], 'f') \
+                for i = 1, 30000 do redis.call('HSET', KEYS[1], 'link-' .. i, e) end";
+    let r = v.redis.as_ref().unwrap();
+    r.cli(&["EVAL", fill, "1", &format!("d{dir}")]);
+    for plus in [false, true] {
+        let entries = a.readdir(dir, plus).await.unwrap();
+        let names: std::collections::HashSet<&str> =
+            entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(entries.len(), 30_001, "plus={plus}");
+        assert_eq!(names.len(), 30_001, "plus={plus}: no name twice");
+        assert!(entries.iter().all(|e| e.ino == f));
+        assert_eq!(entries.iter().all(|e| e.attr.is_some()), plus);
+    }
 }

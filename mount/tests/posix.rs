@@ -1,4 +1,5 @@
-//! POSIX behaviour on a real FUSE mount of our client (SQLite + local directory).
+//! POSIX behaviour on a real FUSE mount of our client, with SQLite and with Redis metadata
+//! (local-directory storage).
 
 mod common;
 use common::*;
@@ -11,10 +12,11 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
-fn volume() -> Volume {
-    let v = Volume::new(Backend::SqliteFile).expect("sqlite is always available");
+/// A volume formatted by us; `None` (the test is skipped) when its server is not set up.
+fn volume(b: Backend) -> Option<Volume> {
+    let v = Volume::new(b)?;
     v.format_ours(&[]);
-    v
+    Some(v)
 }
 
 fn cpath(p: &Path) -> CString {
@@ -27,9 +29,10 @@ fn errno_of<T>(r: std::io::Result<T>) -> i32 {
         .expect("expected an error")
 }
 
-#[test]
-fn create_overwrite_truncate_and_persist() {
-    let v = volume();
+fn create_overwrite_truncate_and_persist(b: Backend) {
+    let Some(v) = volume(b) else {
+        return;
+    };
     let mp = v.mountpoint("a");
     let data = pattern(1, 3 << 20);
     {
@@ -67,9 +70,10 @@ fn create_overwrite_truncate_and_persist() {
     assert_eq!(fs::metadata(m.path("empty")).unwrap().len(), 0);
 }
 
-#[test]
-fn rename_variants() {
-    let v = volume();
+fn rename_variants(b: Backend) {
+    let Some(v) = volume(b) else {
+        return;
+    };
     let m = Mount::ours(&v, &v.mountpoint("r"), &[]);
     fs::create_dir_all(m.path("d1/sub")).unwrap();
     fs::create_dir(m.path("d2")).unwrap();
@@ -128,9 +132,10 @@ fn rename_variants() {
     assert_eq!(fs::read(m.path("z")).unwrap(), b"Y");
 }
 
-#[test]
-fn hard_links_and_symlinks() {
-    let v = volume();
+fn hard_links_and_symlinks(b: Backend) {
+    let Some(v) = volume(b) else {
+        return;
+    };
     let m = Mount::ours(&v, &v.mountpoint("l"), &[]);
     fs::write(m.path("f"), b"data").unwrap();
     fs::hard_link(m.path("f"), m.path("g")).unwrap();
@@ -198,9 +203,10 @@ fn getxattr(p: &Path, name: &str) -> Result<Vec<u8>, i32> {
     Ok(buf)
 }
 
-#[test]
-fn xattrs() {
-    let v = volume();
+fn xattrs(b: Backend) {
+    let Some(v) = volume(b) else {
+        return;
+    };
     let m = Mount::ours(&v, &v.mountpoint("x"), &[]);
     let p = m.path("f");
     fs::write(&p, b"").unwrap();
@@ -234,9 +240,10 @@ fn xattrs() {
     assert_eq!(getxattr(&p, "user.k"), Err(libc::ENODATA));
 }
 
-#[test]
-fn sparse_files_and_files_over_one_chunk() {
-    let v = volume();
+fn sparse_files_and_files_over_one_chunk(b: Backend) {
+    let Some(v) = volume(b) else {
+        return;
+    };
     let mp = v.mountpoint("s");
     let big = pattern(7, 80 << 20);
     {
@@ -273,9 +280,10 @@ fn sparse_files_and_files_over_one_chunk() {
     assert_eq!(&b, b"end");
 }
 
-#[test]
-fn permissions_for_other_users() {
-    let v = volume();
+fn permissions_for_other_users(b: Backend) {
+    let Some(v) = volume(b) else {
+        return;
+    };
     let m = Mount::ours(&v, &v.mountpoint("p"), &["-o", "allow_other"]);
     fs::write(m.path("secret"), b"s").unwrap();
     fs::set_permissions(m.path("secret"), fs::Permissions::from_mode(0o600)).unwrap();
@@ -313,9 +321,10 @@ fn permissions_for_other_users() {
     assert_eq!(fs::read(m.path("public")).unwrap(), b"px\n");
 }
 
-#[test]
-fn unlinked_but_open_files_keep_their_data() {
-    let v = volume();
+fn unlinked_but_open_files_keep_their_data(b: Backend) {
+    let Some(v) = volume(b) else {
+        return;
+    };
     let m = Mount::ours(&v, &v.mountpoint("u"), &[]);
     let mut f = OpenOptions::new()
         .create(true)
@@ -366,9 +375,10 @@ fn walk(p: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-#[test]
-fn statfs_and_quotas() {
-    let v = Volume::new(Backend::SqliteFile).unwrap();
+fn statfs_and_quotas(b: Backend) {
+    let Some(v) = Volume::new(b) else {
+        return;
+    };
     v.format_ours(&["--capacity", "1", "--inodes", "3"]);
     let m = Mount::ours(&v, &v.mountpoint("q"), &[]);
     let out = Command::new("stat")
@@ -390,9 +400,10 @@ fn statfs_and_quotas() {
     assert_eq!(errno_of(fs::write(m.path("f3"), b"x")), libc::ENOSPC);
 }
 
-#[test]
-fn fallocate_punch_hole_and_posix_locks() {
-    let v = volume();
+fn fallocate_punch_hole_and_posix_locks(b: Backend) {
+    let Some(v) = volume(b) else {
+        return;
+    };
     let m = Mount::ours(&v, &v.mountpoint("f"), &[]);
     let p = m.path("f");
     fs::write(&p, pattern(5, 1 << 20)).unwrap();
@@ -443,9 +454,10 @@ fn fallocate_punch_hole_and_posix_locks() {
     assert_eq!(String::from_utf8_lossy(&after.stdout).trim(), "locked");
 }
 
-#[test]
-fn large_directories_list_completely() {
-    let v = volume();
+fn large_directories_list_completely(b: Backend) {
+    let Some(v) = volume(b) else {
+        return;
+    };
     let m = Mount::ours(&v, &v.mountpoint("d"), &[]);
     fs::create_dir(m.path("many")).unwrap();
     for i in 0..1500 {
@@ -465,3 +477,16 @@ fn large_directories_list_completely() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1503);
 }
+
+sqlite_and_redis!(
+    create_overwrite_truncate_and_persist,
+    rename_variants,
+    hard_links_and_symlinks,
+    xattrs,
+    sparse_files_and_files_over_one_chunk,
+    permissions_for_other_users,
+    unlinked_but_open_files_keep_their_data,
+    statfs_and_quotas,
+    fallocate_punch_hole_and_posix_locks,
+    large_directories_list_completely,
+);

@@ -16,12 +16,19 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1000);
     let rig = common::Rig::start(Duration::from_secs(60)).await;
     let secrets = rig.volume_secrets("bench");
     let first = rig.target("warm", "pv-bench");
-    rig.publish("pv-bench", &first, &secrets).await.expect("first publish");
-    let targets: Vec<String> = (0..n).map(|i| rig.target(&format!("pod-{i}"), "pv-bench")).collect();
+    rig.publish("pv-bench", &first, &secrets)
+        .await
+        .expect("first publish");
+    let targets: Vec<String> = (0..n)
+        .map(|i| rig.target(&format!("pod-{i}"), "pv-bench"))
+        .collect();
     rig.api.clear_requests();
     let mut lat = Vec::with_capacity(n);
     for t in &targets {
@@ -40,7 +47,9 @@ async fn main() {
         un.push(start.elapsed());
     }
     let un_writes = rig.api.requests().iter().filter(|r| r.is_write()).count();
-    rig.unpublish("pv-bench", &first).await.expect("last unpublish");
+    rig.unpublish("pv-bench", &first)
+        .await
+        .expect("last unpublish");
     println!(
         "{{\"publishes\": {n}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"max_ms\": {:.3}, \"api_writes_per_publish\": {:.3}, \"api_reads_per_publish\": {:.3}, \"unpublish_p50_ms\": {:.3}, \"unpublish_p99_ms\": {:.3}, \"api_writes_per_unpublish\": {:.3}}}",
         pct(&mut lat, 0.5),

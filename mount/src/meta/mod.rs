@@ -1,8 +1,11 @@
 //! Metadata engines. `Meta` is the seam: the file system layer talks only to this trait,
-//! and each engine (SQL today, Redis next) stores the JuiceFS schema its own way.
+//! and each engine (SQL, Redis) stores the JuiceFS schema its own way.
 //! Engines know nothing of FUSE or object storage.
 
 pub mod format;
+pub mod plock;
+pub mod redis;
+pub mod rules;
 pub mod slice;
 pub mod sql;
 pub mod types;
@@ -49,6 +52,9 @@ pub enum MetaError {
     Corrupt(String),
     #[error("metadata engine error: {0}")]
     Db(String),
+    /// The engine's server cannot be reached (after retries with backoff).
+    #[error("metadata engine unavailable: {0}")]
+    Unavailable(String),
     /// A transaction conflict: the caller retries the whole transaction.
     #[error("transaction conflict, retrying: {0}")]
     Conflict(String),
@@ -71,7 +77,9 @@ impl MetaError {
             Range => libc::ERANGE,
             WouldBlock => libc::EAGAIN,
             ReadOnly => libc::EROFS,
-            NotFormatted(_) | Format(_) | Corrupt(_) | Db(_) | Conflict(_) => libc::EIO,
+            NotFormatted(_) | Format(_) | Corrupt(_) | Db(_) | Unavailable(_) | Conflict(_) => {
+                libc::EIO
+            }
         }
     }
 
@@ -79,7 +87,10 @@ impl MetaError {
     pub fn is_expected(&self) -> bool {
         !matches!(
             self,
-            MetaError::Corrupt(_) | MetaError::Db(_) | MetaError::Conflict(_)
+            MetaError::Corrupt(_)
+                | MetaError::Db(_)
+                | MetaError::Unavailable(_)
+                | MetaError::Conflict(_)
         )
     }
 }
@@ -183,7 +194,8 @@ pub async fn open(url: &str, read_only: bool) -> Result<Arc<dyn Meta>> {
     open_with(url, read_only, false).await
 }
 
-/// Like `open`, creating an SQLite database file when missing (for `format`).
+/// Like `open`, creating an SQLite database file when missing (for `format`); other
+/// engines need nothing created.
 pub async fn create(url: &str) -> Result<Arc<dyn Meta>> {
     open_with(url, false, true).await
 }
@@ -198,6 +210,7 @@ async fn open_with(url: &str, read_only: bool, create: bool) -> Result<Arc<dyn M
             )
             .await?,
         )),
+        url::MetaUrl::Redis { url } => Ok(Arc::new(redis::RedisMeta::open(&url, read_only).await?)),
         url::MetaUrl::Postgres { conn } => Ok(Arc::new(
             sql::SqlMeta::new(
                 Box::new(sql::postgres::PgDb::connect(&conn).await?),

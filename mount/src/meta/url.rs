@@ -9,10 +9,13 @@ pub enum MetaUrl {
     Postgres {
         conn: String,
     },
+    /// `redis://[[user]:password@]host[:port][/db]`, or `rediss://` for TLS.
+    Redis {
+        url: String,
+    },
 }
 
-const EXAMPLES: &str =
-    "e.g. sqlite3:///var/lib/jfs/meta.db or postgres://user:password@127.0.0.1:5432/db";
+const EXAMPLES: &str = "e.g. sqlite3:///var/lib/jfs/meta.db, postgres://user:password@127.0.0.1:5432/db or redis://:password@127.0.0.1:6379/1";
 
 impl MetaUrl {
     pub fn parse(url: &str) -> Result<MetaUrl, String> {
@@ -57,12 +60,26 @@ impl MetaUrl {
                 })?;
                 Ok(MetaUrl::Postgres { conn })
             }
-            "redis" | "rediss" => Err(format!(
-                "META-URL {:?}: the Redis engine is not available in this build yet; use sqlite3:// or postgres://",
-                redact(url)
-            )),
+            "redis" | "rediss" => {
+                let shown = redact(url);
+                let hosts = rest.split(['/', '?', '#']).next().unwrap_or_default();
+                let hosts = hosts.rsplit_once('@').map_or(hosts, |(_, h)| h);
+                if hosts.is_empty() {
+                    return Err(format!("META-URL {shown:?} names no server ({EXAMPLES})"));
+                }
+                if hosts.contains(',') {
+                    return Err(format!(
+                        "META-URL {shown:?}: Redis Sentinel (master,sentinel1,...) is not supported; name the server itself"
+                    ));
+                }
+                ::redis::IntoConnectionInfo::into_connection_info(url)
+                    .map_err(|e| format!("META-URL {shown:?} is not a valid Redis address: {e}"))?;
+                Ok(MetaUrl::Redis {
+                    url: url.to_string(),
+                })
+            }
             other => Err(format!(
-                "META-URL scheme {other:?} is not supported (supported: sqlite3://, postgres://; {EXAMPLES})"
+                "META-URL scheme {other:?} is not supported (supported: sqlite3://, postgres://, redis://, rediss://; {EXAMPLES})"
             )),
         }
     }
@@ -131,6 +148,33 @@ mod tests {
     }
 
     #[test]
+    fn redis_forms() {
+        for url in [
+            "redis://127.0.0.1:6379/1",
+            "redis://:pw@redis.db:6379/2",
+            "redis://user:pw@h",
+            "rediss://h:6380/3",
+        ] {
+            assert_eq!(
+                MetaUrl::parse(url).unwrap(),
+                MetaUrl::Redis { url: url.into() }
+            );
+        }
+        let e = MetaUrl::parse("redis://:secret@master,s1:26379,s2/1").unwrap_err();
+        assert!(e.contains("Sentinel") && !e.contains("secret"), "{e}");
+        let e = MetaUrl::parse("redis://:secret@h:6379/x").unwrap_err();
+        assert!(
+            e.contains("not a valid Redis address") && !e.contains("secret"),
+            "{e}"
+        );
+        assert!(
+            MetaUrl::parse("redis://")
+                .unwrap_err()
+                .contains("names no server")
+        );
+    }
+
+    #[test]
     fn malformed_urls_say_why() {
         assert!(
             MetaUrl::parse("/tmp/meta.db")
@@ -159,5 +203,6 @@ mod tests {
             "postgres://host=h password=**** dbname=d"
         );
         assert_eq!(redact("redis://:pw@h:6379/1"), "redis://:****@h:6379/1");
+        assert_eq!(redact("rediss://u:p@w@h/1"), "rediss://u:****@h/1");
     }
 }

@@ -37,11 +37,115 @@ pub fn service(var: &str) -> Option<String> {
     }
 }
 
+/// Turns `fn name(b: Backend)` test bodies into tests `name::sqlite` and `name::redis`
+/// (the Redis one says SKIP when no Redis server is set up, outside CI).
+#[allow(unused_macros)]
+macro_rules! sqlite_and_redis {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(super::Backend::SqliteFile)
+            }
+            #[test]
+            fn redis() {
+                super::$name(super::Backend::RedisFile)
+            }
+        }
+    )*};
+}
+#[allow(unused_imports)]
+pub(crate) use sqlite_and_redis;
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Backend {
     SqliteFile,
     PgFile,
     SqliteS3,
+    /// Redis metadata (a database of its own on the shared test server) + local directory.
+    RedisFile,
+    RedisS3,
+}
+
+/// Runs `redis-cli` against database `db` of the server `base` (a `redis://host:port` URL).
+pub fn redis_cli(base: &str, db: u32, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-u", &format!("{}/{db}", base.trim_end_matches('/'))])
+        .args(args)
+        .output()
+        .expect("run redis-cli (Debian package redis-tools)");
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+/// A Redis database claimed for one volume, so tests run in parallel on one server (also
+/// across test binaries): the claim is a key in database 0 naming the owning process; a
+/// claim whose process is gone is taken over. The database is emptied when claimed and
+/// when released.
+pub struct RedisDb {
+    pub base: String,
+    pub db: u32,
+    token: String,
+}
+
+const RELEASE: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+impl RedisDb {
+    pub fn claim(base: &str) -> RedisDb {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = format!("{}:{n}", std::process::id());
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            for db in 1..16u32 {
+                let key = format!("jfs-test-db:{db}");
+                if redis_cli(base, 0, &["SET", &key, &token, "NX", "EX", "7200"]) == "OK" {
+                    redis_cli(base, db, &["FLUSHDB"]);
+                    return RedisDb {
+                        base: base.to_string(),
+                        db,
+                        token,
+                    };
+                }
+                let owner = redis_cli(base, 0, &["GET", &key]);
+                let pid = owner.split(':').next().unwrap_or_default();
+                if !pid.is_empty() && !Path::new(&format!("/proc/{pid}")).exists() {
+                    redis_cli(base, 0, &["EVAL", RELEASE, "1", &key, &owner]);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no free Redis database on {base} for 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.base.trim_end_matches('/'), self.db)
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        redis_cli(&self.base, self.db, args)
+    }
+}
+
+impl Drop for RedisDb {
+    fn drop(&mut self) {
+        let key = format!("jfs-test-db:{}", self.db);
+        let _ = Command::new("redis-cli")
+            .args(["-u", &self.url(), "FLUSHDB"])
+            .output();
+        let _ = Command::new("redis-cli")
+            .args(["-u", &format!("{}/0", self.base.trim_end_matches('/'))])
+            .args(["EVAL", RELEASE, "1", &key, &self.token])
+            .output();
+    }
 }
 
 pub struct Volume {
@@ -52,6 +156,8 @@ pub struct Volume {
     pub storage: String,
     pub bucket: String,
     pub keys: Option<(String, String)>,
+    /// The Redis database of a Redis-backed volume.
+    pub redis: Option<RedisDb>,
 }
 
 fn unique(prefix: &str) -> String {
@@ -106,7 +212,7 @@ impl Volume {
                     None,
                 )
             }
-            Backend::SqliteS3 => {
+            Backend::SqliteS3 | Backend::RedisS3 => {
                 let ep = service("JFS_TEST_S3_ENDPOINT")?;
                 let root = service("JFS_TEST_S3_DIR")?;
                 let keys = service("JFS_TEST_S3_KEYS")?;
@@ -114,12 +220,29 @@ impl Volume {
                 std::fs::create_dir_all(Path::new(&root).join(&bucket)).expect("create bucket dir");
                 let (a, s) = keys.split_once(':').expect("KEY:SECRET");
                 (
-                    format!("sqlite3://{}/meta.db", dir.path().display()),
+                    String::new(),
                     "s3".to_string(),
                     format!("{ep}/{bucket}"),
                     Some((a.to_string(), s.to_string())),
                 )
             }
+            Backend::RedisFile => (
+                String::new(),
+                "file".to_string(),
+                format!("{}/data/", dir.path().display()),
+                None,
+            ),
+        };
+        let mut redis = None;
+        let meta = match b {
+            Backend::RedisFile | Backend::RedisS3 => {
+                let db = RedisDb::claim(&service("JFS_TEST_REDIS")?);
+                let url = db.url();
+                redis = Some(db);
+                url
+            }
+            Backend::SqliteS3 => format!("sqlite3://{}/meta.db", dir.path().display()),
+            _ => meta,
         };
         Some(Volume {
             dir,
@@ -128,6 +251,7 @@ impl Volume {
             storage,
             bucket,
             keys,
+            redis,
         })
     }
 
@@ -189,7 +313,7 @@ pub struct Mount {
 }
 
 impl Mount {
-    fn start(mut cmd: Command, mp: &Path) -> Mount {
+    pub fn start(mut cmd: Command, mp: &Path) -> Mount {
         static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = mp.with_extension(format!("{n}.log"));
@@ -317,4 +441,171 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// A Redis server of a test's own, so it can be stopped and started again (its data
+/// survives, saved on shutdown), or made to speak TLS.
+pub struct PrivateRedis {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    /// With TLS only: the CA that signed the server's certificate.
+    pub ca: Option<PathBuf>,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    pub fn start() -> PrivateRedis {
+        Self::start_with(false)
+    }
+
+    /// A server that speaks only TLS, with a certificate for 127.0.0.1 from a CA of its own
+    /// (made with `openssl`).
+    pub fn start_tls() -> PrivateRedis {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = PrivateRedis {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            ca: None,
+            child: None,
+        };
+        if tls {
+            r.make_certs();
+        }
+        r.restart();
+        r
+    }
+
+    fn make_certs(&mut self) {
+        let d = self.dir.path();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .current_dir(d)
+                .args(args)
+                .output()
+                .expect("openssl");
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        };
+        std::fs::write(d.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=jfs-test-ca",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.crt",
+            "-days",
+            "1",
+            "-extfile",
+            "ext",
+        ]);
+        self.ca = Some(d.join("ca.crt"));
+    }
+
+    pub fn restart(&mut self) {
+        let d = self.dir.path();
+        let port = self.port.to_string();
+        let mut c = Command::new("redis-server");
+        c.args([
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            d.to_str().unwrap(),
+        ]);
+        if self.ca.is_some() {
+            c.args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port,
+                "--tls-auth-clients",
+                "no",
+            ])
+            .args(["--tls-cert-file", "srv.crt", "--tls-key-file", "srv.key"])
+            .args(["--tls-ca-cert-file", "ca.crt"])
+            .current_dir(d);
+        } else {
+            c.args(["--port", &port]);
+        }
+        let child = c
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if self.cli(&["PING"]).contains("PONG") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("private redis-server did not start");
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut c = Command::new("redis-cli");
+        c.args(["-p", &self.port.to_string()]);
+        if let Some(ca) = &self.ca {
+            c.arg("--tls").arg("--cacert").arg(ca);
+        }
+        let out = c.args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Saves the data and stops the server.
+    pub fn stop(&mut self) {
+        self.cli(&["SHUTDOWN", "SAVE"]);
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }

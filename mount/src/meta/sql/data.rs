@@ -357,37 +357,14 @@ impl SqlMeta {
     }
 
     pub(crate) async fn do_statfs(&self) -> Result<StatFs> {
-        let used_space = (self.get_counter("usedSpace").await?
-            + self.used_space_delta.load(Ordering::Relaxed))
-        .max(0) as u64;
-        let used_inodes = (self.get_counter("totalInodes").await?
-            + self.used_inodes_delta.load(Ordering::Relaxed))
-        .max(0) as u64;
-        let f = self.cached_format();
-        let capacity = f.as_ref().map_or(0, |f| f.capacity);
-        let inodes = f.as_ref().map_or(0, |f| f.inodes);
-        // As JuiceFS reports it: used rounded up to 64 KiB; an unlimited volume shows 1 PiB,
-        // doubled while it would be more than 80 % full.
-        let used_space = ((used_space >> 16) + 1) << 16;
-        let total_space = if capacity > 0 {
-            capacity.max(used_space)
-        } else {
-            let mut t = 1u64 << 50;
-            while t.saturating_mul(8) < used_space.saturating_mul(10) {
-                t *= 2;
-            }
-            t
-        };
-        let avail_inodes = if inodes > 0 {
-            inodes.saturating_sub(used_inodes)
-        } else {
-            10 << 20
-        };
-        Ok(StatFs {
-            total_space,
-            avail_space: total_space.saturating_sub(used_space),
+        let used_space =
+            self.get_counter("usedSpace").await? + self.used_space_delta.load(Ordering::Relaxed);
+        let used_inodes =
+            self.get_counter("totalInodes").await? + self.used_inodes_delta.load(Ordering::Relaxed);
+        Ok(crate::meta::rules::statfs(
+            used_space,
             used_inodes,
-            avail_inodes,
-        })
+            self.cached_format().as_ref(),
+        ))
     }
 }

@@ -13,6 +13,7 @@ pub mod sqlite;
 mod xattr;
 
 use super::*;
+pub(crate) use crate::meta::rules::{align4k, same_volume, unix_secs};
 use db::{Row, SqlDb, Val};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -69,14 +70,6 @@ pub(crate) fn micros(n: Nanos) -> i64 {
 
 pub(crate) fn from_micros(m: i64) -> Nanos {
     m.saturating_mul(1000)
-}
-
-/// Space a file of `len` bytes is charged: JuiceFS rounds up to 4 KiB.
-pub(crate) fn align4k(len: u64) -> i64 {
-    if len == 0 {
-        return 4096;
-    }
-    (len.div_ceil(4096) * 4096) as i64
 }
 
 pub(crate) fn attr_from_row(row: &[Val]) -> Result<(Ino, Attr)> {
@@ -277,21 +270,16 @@ impl SqlMeta {
         let Some(f) = self.cached_format() else {
             return Ok(());
         };
+        let mut used = (0, 0);
         if space > 0 && f.capacity > 0 {
-            let used = self.get_counter("usedSpace").await?
+            used.0 = self.get_counter("usedSpace").await?
                 + self.used_space_delta.load(Ordering::Relaxed);
-            if used + space > f.capacity as i64 {
-                return Err(MetaError::NoSpace("volume capacity reached"));
-            }
         }
         if inodes > 0 && f.inodes > 0 {
-            let used = self.get_counter("totalInodes").await?
+            used.1 = self.get_counter("totalInodes").await?
                 + self.used_inodes_delta.load(Ordering::Relaxed);
-            if used + inodes > f.inodes as i64 {
-                return Err(MetaError::NoSpace("volume inode limit reached"));
-            }
         }
-        Ok(())
+        crate::meta::rules::check_quota(&f, used, (space, inodes))
     }
 
     async fn do_init(&self, format: &Format, force: bool) -> Result<()> {
@@ -354,26 +342,8 @@ impl SqlMeta {
     }
 }
 
-/// Settings that may change on an existing volume without `--force`.
-fn same_volume(old: &Format, new: &Format) -> bool {
-    let mut a = old.clone();
-    let mut b = new.clone();
-    for f in [&mut a, &mut b] {
-        f.capacity = 0;
-        f.inodes = 0;
-        f.access_key.clear();
-        f.secret_key.clear();
-    }
-    b.uuid = a.uuid.clone();
-    a == b
-}
-
 pub(crate) fn poisoned<T>(_: std::sync::PoisonError<T>) -> MetaError {
     MetaError::Db("internal lock poisoned".into())
-}
-
-pub(crate) fn unix_secs() -> i64 {
-    now_nanos() / 1_000_000_000
 }
 
 #[async_trait]

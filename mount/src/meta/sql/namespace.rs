@@ -2,19 +2,7 @@
 
 use super::*;
 
-const MAX_NAME: usize = 255;
-
-fn check_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.contains('/') || name.contains('\0') {
-        return Err(MetaError::Invalid(format!("bad file name {name:?}")));
-    }
-    if name.len() > MAX_NAME {
-        return Err(MetaError::Invalid(format!(
-            "file name longer than {MAX_NAME} bytes"
-        )));
-    }
-    Ok(())
-}
+use crate::meta::rules::check_name;
 
 pub(crate) async fn get_edge(
     tx: &mut Tx,

@@ -2,12 +2,7 @@
 
 use super::*;
 
-fn check_xattr_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > 255 {
-        return Err(MetaError::Invalid(format!("bad xattr name {name:?}")));
-    }
-    Ok(())
-}
+use crate::meta::rules::check_xattr_name;
 
 impl SqlMeta {
     pub(crate) async fn do_getxattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>> {

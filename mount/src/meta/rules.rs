@@ -1,0 +1,117 @@
+//! Rules every engine applies the same way, so that the SQL and Redis engines (and the
+//! reference client beside them) agree: name checks, space accounting, statfs figures,
+//! which format changes need `--force`.
+
+use super::{Format, MetaError, Result, StatFs, now_nanos};
+
+const MAX_NAME: usize = 255;
+
+pub fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.contains('/') || name.contains('\0') {
+        return Err(MetaError::Invalid(format!("bad file name {name:?}")));
+    }
+    if name.len() > MAX_NAME {
+        return Err(MetaError::Invalid(format!(
+            "file name longer than {MAX_NAME} bytes"
+        )));
+    }
+    Ok(())
+}
+
+pub fn check_xattr_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(MetaError::Invalid(format!("bad xattr name {name:?}")));
+    }
+    Ok(())
+}
+
+/// Space a file of `len` bytes is charged: JuiceFS rounds up to 4 KiB, and an empty file
+/// (or any other inode) costs one 4 KiB unit.
+pub fn align4k(len: u64) -> i64 {
+    if len == 0 {
+        return 4096;
+    }
+    (len.div_ceil(4096) * 4096) as i64
+}
+
+pub fn unix_secs() -> i64 {
+    now_nanos() / 1_000_000_000
+}
+
+/// Settings that may change on an existing volume without `--force`.
+pub fn same_volume(old: &Format, new: &Format) -> bool {
+    let mut a = old.clone();
+    let mut b = new.clone();
+    for f in [&mut a, &mut b] {
+        f.capacity = 0;
+        f.inodes = 0;
+        f.access_key.clear();
+        f.secret_key.clear();
+    }
+    b.uuid = a.uuid.clone();
+    a == b
+}
+
+/// The figures `statfs` shows, as JuiceFS computes them: used space rounded up to 64 KiB;
+/// an unlimited volume shows 1 PiB, doubled while it would be more than 80 % full.
+pub fn statfs(used_space: i64, used_inodes: i64, f: Option<&Format>) -> StatFs {
+    let used_space = used_space.max(0) as u64;
+    let used_inodes = used_inodes.max(0) as u64;
+    let capacity = f.map_or(0, |f| f.capacity);
+    let inodes = f.map_or(0, |f| f.inodes);
+    let used_space = ((used_space >> 16) + 1) << 16;
+    let total_space = if capacity > 0 {
+        capacity.max(used_space)
+    } else {
+        let mut t = 1u64 << 50;
+        while t.saturating_mul(8) < used_space.saturating_mul(10) {
+            t *= 2;
+        }
+        t
+    };
+    let avail_inodes = if inodes > 0 {
+        inodes.saturating_sub(used_inodes)
+    } else {
+        10 << 20
+    };
+    StatFs {
+        total_space,
+        avail_space: total_space.saturating_sub(used_space),
+        used_inodes,
+        avail_inodes,
+    }
+}
+
+/// Refuses a new inode or more space when the volume's quota would be exceeded.
+pub fn check_quota(f: &Format, used: (i64, i64), add: (i64, i64)) -> Result<()> {
+    let (space, inodes) = add;
+    if space > 0 && f.capacity > 0 && used.0 + space > f.capacity as i64 {
+        return Err(MetaError::NoSpace("volume capacity reached"));
+    }
+    if inodes > 0 && f.inodes > 0 && used.1 + inodes > f.inodes as i64 {
+        return Err(MetaError::NoSpace("volume inode limit reached"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn space_is_charged_in_4k_units() {
+        assert_eq!(align4k(0), 4096);
+        assert_eq!(align4k(1), 4096);
+        assert_eq!(align4k(4097), 8192);
+    }
+
+    #[test]
+    fn unlimited_volume_grows_its_reported_size() {
+        let s = statfs(0, 0, None);
+        assert_eq!(s.total_space, 1 << 50);
+        assert_eq!(s.avail_inodes, 10 << 20);
+        let s = statfs(9 << 47, 5, None);
+        assert_eq!(s.total_space, 1 << 51);
+        assert_eq!(s.used_inodes, 5);
+    }
+}
