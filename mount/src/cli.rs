@@ -130,6 +130,22 @@ pub struct MountArgs {
     /// Prometheus metrics address (default 127.0.0.1:9567, any free port if that is taken).
     #[arg(long)]
     pub metrics: Option<String>,
+    /// Local block cache directories, colon-separated (`memory`: none) [default: /var/jfsCache
+    /// for root, ~/.juicefs/cache otherwise].
+    #[arg(long)]
+    pub cache_dir: Option<String>,
+    /// Disk cache size in MiB (0: no disk cache).
+    #[arg(long)]
+    pub cache_size: Option<String>,
+    /// Keep at least this fraction of each cache disk free.
+    #[arg(long)]
+    pub free_space_ratio: Option<String>,
+    /// Memory for read-ahead and write buffers, in MiB.
+    #[arg(long)]
+    pub buffer_size: Option<String>,
+    /// Blocks uploaded at once per file.
+    #[arg(long)]
+    pub max_uploads: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -167,6 +183,17 @@ impl MountArgs {
         }
         if let Some(m) = &self.metrics {
             o.apply(&format!("metrics={m}"))?;
+        }
+        for (k, v) in [
+            ("cache-dir", &self.cache_dir),
+            ("cache-size", &self.cache_size),
+            ("free-space-ratio", &self.free_space_ratio),
+            ("buffer-size", &self.buffer_size),
+            ("max-uploads", &self.max_uploads),
+        ] {
+            if let Some(v) = v {
+                o.apply(&format!("{k}={v}"))?;
+            }
         }
         for list in &self.options {
             o.apply_list(list)?;

@@ -129,12 +129,34 @@ async fn setup(meta_url: &str, mp: &Path, o: &MountOptions) -> Result<Mounted, S
         };
         Some(m.new_session(&info).await.map_err(|e| e.to_string())?)
     };
+    let disk_cache = if o.cache_dirs.is_empty() || o.cache_size_mib == 0 {
+        None
+    } else {
+        let dc = crate::vfs::disk_cache::DiskCacheConfig {
+            dirs: o.cache_dirs.iter().map(PathBuf::from).collect(),
+            capacity: o.cache_size_mib << 20,
+            free_ratio: o.free_space_ratio,
+        };
+        match crate::vfs::disk_cache::DiskCache::open(&dc, &f.uuid, f.block_size as u64 * 1024) {
+            Ok(c) => Some(Arc::new(c)),
+            // A cache is an optimisation: mount without it rather than not at all.
+            Err(e) => {
+                tracing::warn!("disk cache disabled: {e}");
+                None
+            }
+        }
+    };
+    let buffer = o.buffer_size_mib << 20;
     let cfg = VfsConfig {
         attr_ttl: o.attr_cache,
         entry_ttl: o.entry_cache,
         dir_entry_ttl: o.dir_entry_cache,
         read_only: o.read_only,
         root,
+        block_cache_bytes: (buffer / 4).clamp(16 << 20, 256 << 20),
+        buffer_bytes: buffer,
+        max_uploads: o.max_uploads,
+        disk_cache,
         ..VfsConfig::default()
     };
     Ok(Mounted {
@@ -413,6 +435,9 @@ fn serve(
     }
     let closed = rt.block_on(async {
         mounted.vfs.flush_all().await.map_err(|e| e.to_string())?;
+        if let Some(d) = &mounted.vfs.cfg.disk_cache {
+            d.settle(Duration::from_secs(10)).await;
+        }
         if let Some(sid) = mounted.sid {
             let freed = mounted
                 .meta
