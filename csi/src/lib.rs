@@ -13,9 +13,11 @@
 pub mod controller;
 pub mod events;
 pub mod identity;
+pub mod lease;
 pub mod mountpods;
 pub mod mounts;
 pub mod node;
+pub mod orphans;
 pub mod ratelimit;
 pub mod recovery;
 pub mod server;

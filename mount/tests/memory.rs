@@ -1,6 +1,6 @@
 //! Memory stays bounded by `--buffer-size`: a 4 GiB sequential write and read with
-//! `--buffer-size 256` keep the client's peak RSS (VmHWM) under 256 MiB (measured: 89 MiB after the write, 178 MiB after the read), and the data reads
-//! back intact.
+//! `--buffer-size 256` keep the client's peak RSS (VmHWM) under 256 MiB (measured: 89 MiB
+//! after the write, 178 MiB after the read), and the data reads back intact.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;

@@ -77,7 +77,11 @@ enum Role {
         ready_timeout: u64,
     },
     /// Controller plugin: CreateVolume, DeleteVolume, expansion.
-    Controller,
+    Controller {
+        /// Hold the Lease csi-controller.juicefs.com before background work (several replicas).
+        #[arg(long)]
+        leader_election: bool,
+    },
 }
 
 async fn serve_metrics(port: u16, pods: Option<Arc<MountPods>>) -> Result<(), String> {
@@ -146,6 +150,7 @@ async fn run(a: Args) -> Result<(), String> {
         .with_layer(&limit)
         .build();
     let ready = Arc::new(AtomicBool::new(false));
+    let mut held_lease: Option<Arc<jfs_csi::lease::Elector>> = None;
     let mut router = tonic::transport::Server::builder();
     let router = match a.role {
         Role::Node {
@@ -199,8 +204,31 @@ async fn run(a: Args) -> Result<(), String> {
                 }))
                 .add_service(NodeServer::new(node))
         }
-        Role::Controller => {
+        Role::Controller { leader_election } => {
             ready.store(true, Ordering::Relaxed);
+            let identity = nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| format!("juicefs-csi-{}", std::process::id()));
+            let lease = jfs_csi::lease::Elector::new(
+                client.clone(),
+                &a.namespace,
+                jfs_csi::lease::LEASE_NAME,
+                &identity,
+                Duration::from_secs(15),
+            );
+            if !leader_election {
+                tracing::info!(
+                    "no --leader-election: this replica does the background work unconditionally"
+                );
+            }
+            let lease = lease.filter(leader_election).map(Arc::new);
+            held_lease = lease.clone();
+            tokio::spawn(jfs_csi::orphans::run(
+                client.clone(),
+                a.namespace.clone(),
+                lease,
+                Duration::from_secs(5),
+            ));
             serve_metrics(a.metrics_port, None).await?;
             router
                 .add_service(IdentityServer::new(IdentityService {
@@ -222,10 +250,15 @@ async fn run(a: Args) -> Result<(), String> {
             term.recv().await;
         }
     };
-    router
+    let served = router
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
-        .map_err(|e| format!("serving {}: {e}", sock.display()))
+        .map_err(|e| format!("serving {}: {e}", sock.display()));
+    // Another replica takes over at once instead of waiting for the Lease to expire.
+    if let Some(l) = held_lease {
+        l.release().await;
+    }
+    served
 }
 
 fn main() -> ExitCode {
