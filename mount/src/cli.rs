@@ -33,6 +33,19 @@ pub enum Cmd {
     Probe(ProbeArgs),
     /// Wait until nothing is open or being written on MOUNTPOINT (a sidecar's preStop).
     Drain(DrainArgs),
+    /// Live rates of a mount: CPU, memory, FUSE, cache, object storage (reads `.stats`).
+    Stats(StatsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    pub mountpoint: String,
+    /// Seconds between lines.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Stop after this many lines.
+    #[arg(long)]
+    pub count: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -269,5 +282,6 @@ pub fn main_with(argv: Vec<String>) -> ExitCode {
         }
         Cmd::Probe(a) => commands::probe::run(&a.mountpoint, a.wait),
         Cmd::Drain(a) => commands::drain::run(&a.mountpoint, a.timeout, a.quiet),
+        Cmd::Stats(a) => commands::stats::run(&a.mountpoint, a.interval, a.count),
     }
 }

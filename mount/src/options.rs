@@ -523,10 +523,27 @@ mod tests {
         );
         assert!(o.apply("subdir=a/../../x").is_err());
         assert_eq!(o.apply("writeback"), Err(OptionError::Writeback));
-        o.apply_list("allow_other,ro,fsname=x,cache-size=100")
+        o.apply_list("allow_other,ro,fsname=x,cache-size=100,prefetch=2")
             .unwrap();
         assert!(o.allow_other && o.read_only);
         assert_eq!(o.fuse, vec!["fsname=x".to_string()]);
-        assert_eq!(o.ignored, vec!["cache-size=100".to_string()]);
+        assert_eq!(o.cache_size_mib, 100);
+        assert_eq!(o.ignored, vec!["prefetch=2".to_string()]);
+        o.apply_list("cache-dir=/a:memory:/b,buffer-size=64,max-uploads=4,free-space-ratio=0.2")
+            .unwrap();
+        assert_eq!(o.cache_dirs, vec!["/a".to_string(), "/b".to_string()]);
+        assert_eq!(
+            (o.buffer_size_mib, o.max_uploads, o.free_space_ratio),
+            (64, 4, 0.2)
+        );
+        for bad in [
+            "cache-dir=rel/path",
+            "buffer-size=8",
+            "max-uploads=0",
+            "free-space-ratio=1.5",
+            "cache-size=lots",
+        ] {
+            assert!(o.apply(bad).is_err(), "{bad}");
+        }
     }
 }

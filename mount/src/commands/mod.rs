@@ -5,6 +5,7 @@ pub mod drain;
 pub mod format;
 pub mod mount;
 pub mod probe;
+pub mod stats;
 pub mod status;
 pub mod umount;
 

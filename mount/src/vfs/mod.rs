@@ -693,6 +693,12 @@ impl Vfs {
     }
 
     /// Open files (directories excluded).
+    /// Bytes of the buffer budget taken by data in flight.
+    pub fn used_buffer(&self) -> u64 {
+        let total = self.cfg.buffer_bytes / 1024;
+        total.saturating_sub(self.budget.available_permits() as u64) * 1024
+    }
+
     pub fn open_handles(&self) -> usize {
         self.handles
             .lock()
