@@ -35,6 +35,17 @@ pub enum Cmd {
     Drain(DrainArgs),
     /// Live rates of a mount: CPU, memory, FUSE, cache, object storage (reads `.stats`).
     Stats(StatsArgs),
+    /// Read files (directories recursively) through the mount so they are cached.
+    Warmup(WarmupArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WarmupArgs {
+    #[arg(required = true)]
+    pub paths: Vec<String>,
+    /// Files read at once.
+    #[arg(long, short = 'p', default_value_t = 4)]
+    pub threads: usize,
 }
 
 #[derive(Args, Debug)]
@@ -283,5 +294,6 @@ pub fn main_with(argv: Vec<String>) -> ExitCode {
         Cmd::Probe(a) => commands::probe::run(&a.mountpoint, a.wait),
         Cmd::Drain(a) => commands::drain::run(&a.mountpoint, a.timeout, a.quiet),
         Cmd::Stats(a) => commands::stats::run(&a.mountpoint, a.interval, a.count),
+        Cmd::Warmup(a) => commands::warmup::run(&a.paths, a.threads),
     }
 }

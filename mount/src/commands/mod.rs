@@ -8,6 +8,7 @@ pub mod probe;
 pub mod stats;
 pub mod status;
 pub mod umount;
+pub mod warmup;
 
 /// A current-thread runtime for short commands.
 pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
