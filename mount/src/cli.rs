@@ -170,6 +170,9 @@ pub struct MountArgs {
     /// Blocks uploaded at once per file.
     #[arg(long)]
     pub max_uploads: Option<String>,
+    /// Seconds to keep the page cache of unchanged files across opens (0: off).
+    #[arg(long)]
+    pub open_cache: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -214,6 +217,7 @@ impl MountArgs {
             ("free-space-ratio", &self.free_space_ratio),
             ("buffer-size", &self.buffer_size),
             ("max-uploads", &self.max_uploads),
+            ("open-cache", &self.open_cache),
         ] {
             if let Some(v) = v {
                 o.apply(&format!("{k}={v}"))?;

@@ -449,7 +449,14 @@ impl fuser::Filesystem for FuseFs {
             };
         }
         match self.timed("open", self.vfs.open(self.ino(ino), flags.0)) {
-            Ok((fh, _)) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok((fh, _, keep)) => reply.opened(
+                FileHandle(fh),
+                if keep {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                },
+            ),
             Err(e) => reply.error(errno("open", &e)),
         }
     }

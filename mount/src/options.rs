@@ -37,6 +37,8 @@ pub struct MountOptions {
     pub buffer_size_mib: u64,
     /// Blocks uploaded at once per file.
     pub max_uploads: usize,
+    /// Keep the kernel page cache of unchanged files across opens for this long.
+    pub open_cache: Duration,
     /// Options accepted for compatibility with JuiceFS that do not change behaviour yet.
     pub ignored: Vec<String>,
 }
@@ -64,6 +66,7 @@ impl Default for MountOptions {
             free_space_ratio: 0.1,
             buffer_size_mib: 300,
             max_uploads: 20,
+            open_cache: Duration::ZERO,
             ignored: Vec::new(),
         }
     }
@@ -132,7 +135,6 @@ const JFS_LATER: &[&str] = &[
     "consul",
     "no-usage-report",
     "backup-meta",
-    "open-cache",
     "enable-xattr",
     "max-readahead",
     "verify-cache-checksum",
@@ -191,6 +193,7 @@ fn is_known(key: &str) -> bool {
             | "free-space-ratio"
             | "buffer-size"
             | "max-uploads"
+            | "open-cache"
     ) || FUSE_FLAGS.contains(&k)
         || FUSE_VALUED.contains(&k)
         || MOUNT8_NOISE.contains(&k)
@@ -325,6 +328,7 @@ impl MountOptions {
                 }
                 self.max_uploads = n;
             }
+            "open-cache" => self.open_cache = secs(key, value)?,
             "writeback" => return Err(OptionError::Writeback),
             k if FUSE_FLAGS.contains(&k) => self.fuse.push(k.to_string()),
             k if FUSE_VALUED.contains(&k) => match value {

@@ -157,6 +157,7 @@ async fn setup(meta_url: &str, mp: &Path, o: &MountOptions) -> Result<Mounted, S
         buffer_bytes: buffer,
         max_uploads: o.max_uploads,
         disk_cache,
+        open_cache: o.open_cache,
         ..VfsConfig::default()
     };
     Ok(Mounted {

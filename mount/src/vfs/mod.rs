@@ -65,6 +65,9 @@ pub struct VfsConfig {
     pub max_uploads: usize,
     /// Largest read-ahead window, in blocks.
     pub max_read_ahead: u32,
+    /// Keep the kernel's page cache of a file across opens for this long when its length
+    /// and mtime have not changed (`--open-cache`; 0: drop it at every open, as JuiceFS).
+    pub open_cache: Duration,
     /// The local disk block cache, if any (`--cache-dir`).
     pub disk_cache: Option<Arc<disk_cache::DiskCache>>,
     /// The inode shown as the mount's root (the `--subdir`, or the volume root).
@@ -83,6 +86,7 @@ impl Default for VfsConfig {
             max_uploads: writer::DEFAULT_MAX_UPLOADS,
             max_read_ahead: 16,
             disk_cache: None,
+            open_cache: Duration::ZERO,
             root: crate::meta::ROOT_INO,
         }
     }
@@ -116,6 +120,8 @@ pub struct Vfs {
     /// and truncates), with the number of open handles; reads use it instead of asking
     /// the metadata engine each time.
     lengths: Mutex<HashMap<Ino, (u64, u32)>>,
+    /// (length, mtime, when) of each file at its last open, for `open_cache`.
+    seen: Mutex<HashMap<Ino, (u64, i64, std::time::Instant)>>,
 }
 
 fn lock_err<T>(_: std::sync::PoisonError<T>) -> Error {
@@ -139,6 +145,7 @@ impl Vfs {
             )),
             views: Arc::new(ChunkViews::default()),
             lengths: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
             cfg,
         }
     }
@@ -401,7 +408,9 @@ impl Vfs {
         Ok(self.meta.readlink(ino).await?)
     }
 
-    pub async fn open(&self, ino: Ino, flags: i32) -> Result<(u64, Attr)> {
+    /// Opens a file; the flag says whether the kernel may keep the pages it cached at an
+    /// earlier open (the file is unchanged since, and `open_cache` allows it).
+    pub async fn open(&self, ino: Ino, flags: i32) -> Result<(u64, Attr, bool)> {
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if writable {
             self.check_writable()?;
@@ -419,7 +428,26 @@ impl Vfs {
             writable,
             seq: Mutex::new((0, 1)),
         })?;
-        Ok((fh, self.with_pending_length(ino, a).await))
+        let keep = self.keep_cache(ino, &a);
+        Ok((fh, self.with_pending_length(ino, a).await, keep))
+    }
+
+    fn keep_cache(&self, ino: Ino, a: &Attr) -> bool {
+        if self.cfg.open_cache.is_zero() || self.existing_writer(ino).is_some() {
+            return false;
+        }
+        let Ok(mut seen) = self.seen.lock() else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        let keep = seen.get(&ino).is_some_and(|(len, mtime, at)| {
+            *len == a.length && *mtime == a.mtime && now.duration_since(*at) < self.cfg.open_cache
+        });
+        if seen.len() > 100_000 {
+            seen.clear();
+        }
+        seen.insert(ino, (a.length, a.mtime, now));
+        keep
     }
 
     fn file_handle(&self, fh: u64) -> Result<(Ino, bool)> {
