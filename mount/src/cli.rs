@@ -37,6 +37,17 @@ pub enum Cmd {
     Stats(StatsArgs),
     /// Read files (directories recursively) through the mount so they are cached.
     Warmup(WarmupArgs),
+    /// What a file is made of (inode, chunks, slices, objects), or a directory's totals.
+    Info(InfoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    #[arg(required = true)]
+    pub paths: Vec<String>,
+    /// Print the answer as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -299,5 +310,6 @@ pub fn main_with(argv: Vec<String>) -> ExitCode {
         Cmd::Drain(a) => commands::drain::run(&a.mountpoint, a.timeout, a.quiet),
         Cmd::Stats(a) => commands::stats::run(&a.mountpoint, a.interval, a.count),
         Cmd::Warmup(a) => commands::warmup::run(&a.paths, a.threads),
+        Cmd::Info(a) => commands::info::run(&a.paths, a.json),
     }
 }

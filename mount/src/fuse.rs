@@ -149,7 +149,11 @@ impl FuseFs {
             ctime: now,
             crtime: now,
             kind: FileType::RegularFile,
-            perm: 0o400,
+            perm: if crate::internal::Internal::writable(ino) {
+                0o600
+            } else {
+                0o400
+            },
             nlink: 1,
             uid: 0,
             gid: 0,
@@ -440,7 +444,9 @@ impl fuser::Filesystem for FuseFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         if crate::internal::is_internal(ino.0) {
-            if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
+            if flags.0 & libc::O_ACCMODE != libc::O_RDONLY
+                && !crate::internal::Internal::writable(ino.0)
+            {
                 return reply.error(Errno::EACCES);
             }
             return match self.rt.block_on(self.internal.open(ino.0)) {
@@ -499,6 +505,12 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if crate::internal::is_internal_fh(fh.0) {
+            return match self.rt.block_on(self.internal.write(fh.0, data)) {
+                Some(n) => reply.written(n),
+                None => reply.error(Errno::EBADF),
+            };
+        }
         tracing::debug!(ino = ino.0, fh = fh.0, offset, len = data.len(), "write");
         match self.timed("write", self.vfs.write(fh.0, offset, data)) {
             Ok(n) => {

@@ -14,6 +14,8 @@ use tokio::sync::broadcast;
 
 const MIN_INTERNAL: u64 = 0x7FFF_FFFF_0000_0000;
 pub const ACCESSLOG_INO: u64 = MIN_INTERNAL + 1;
+/// Requests from `juicefs info`: write a JSON request, read the JSON answer.
+pub const CONTROL_INO: u64 = MIN_INTERNAL + 2;
 pub const STATS_INO: u64 = MIN_INTERNAL + 3;
 pub const CONFIG_INO: u64 = MIN_INTERNAL + 4;
 /// File handles of virtual files live above this, apart from the file system's own.
@@ -24,6 +26,7 @@ pub type LiveFn = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Live> + Send>> + S
 pub fn lookup(name: &str) -> Option<u64> {
     match name {
         ".accesslog" => Some(ACCESSLOG_INO),
+        ".control" => Some(CONTROL_INO),
         ".stats" => Some(STATS_INO),
         ".config" => Some(CONFIG_INO),
         _ => None,
@@ -41,10 +44,12 @@ pub fn is_internal_fh(fh: u64) -> bool {
 enum Open {
     Snapshot(Bytes),
     Log(tokio::sync::Mutex<broadcast::Receiver<String>>),
+    Control(Mutex<Bytes>),
 }
 
 pub struct Internal {
     pub config_json: String,
+    vfs: std::sync::Arc<crate::vfs::Vfs>,
     live: LiveFn,
     log: broadcast::Sender<String>,
     open: Mutex<HashMap<u64, std::sync::Arc<Open>>>,
@@ -52,9 +57,14 @@ pub struct Internal {
 }
 
 impl Internal {
-    pub fn new(config_json: String, live: LiveFn) -> Internal {
+    pub fn new(
+        config_json: String,
+        live: LiveFn,
+        vfs: std::sync::Arc<crate::vfs::Vfs>,
+    ) -> Internal {
         Internal {
             config_json,
+            vfs,
             live,
             log: broadcast::channel(4096).0,
             open: Mutex::new(HashMap::new()),
@@ -85,6 +95,7 @@ impl Internal {
             }
             CONFIG_INO => Open::Snapshot(Bytes::from(self.config_json.clone())),
             ACCESSLOG_INO => Open::Log(tokio::sync::Mutex::new(self.log.subscribe())),
+            CONTROL_INO => Open::Control(Mutex::new(Bytes::new())),
             _ => return None,
         };
         let fh = self.next.fetch_add(1, Ordering::Relaxed);
@@ -98,6 +109,12 @@ impl Internal {
         let o = self.open.lock().ok()?.get(&fh).cloned()?;
         match &*o {
             Open::Snapshot(b) => {
+                let start = (off as usize).min(b.len());
+                let end = (start + size as usize).min(b.len());
+                Some(b.slice(start..end))
+            }
+            Open::Control(answer) => {
+                let b = answer.lock().ok()?.clone();
                 let start = (off as usize).min(b.len());
                 let end = (start + size as usize).min(b.len());
                 Some(b.slice(start..end))
@@ -124,6 +141,29 @@ impl Internal {
                 Some(Bytes::from(out))
             }
         }
+    }
+
+    /// A request written to `.control`; its answer is what reading the handle returns.
+    pub async fn write(&self, fh: u64, data: &[u8]) -> Option<u32> {
+        let o = self.open.lock().ok()?.get(&fh).cloned()?;
+        let Open::Control(answer) = &*o else {
+            return None;
+        };
+        let reply = match serde_json::from_slice::<serde_json::Value>(data) {
+            Ok(req) => match (req["op"].as_str(), req["inode"].as_u64()) {
+                (Some("info"), Some(ino)) => crate::commands::info::describe(&self.vfs, ino).await,
+                _ => {
+                    serde_json::json!({"error": "unknown request: expected {\"op\": \"info\", \"inode\": N}"})
+                }
+            },
+            Err(e) => serde_json::json!({"error": format!("malformed request: {e}")}),
+        };
+        *answer.lock().ok()? = Bytes::from(serde_json::to_vec(&reply).unwrap_or_default());
+        Some(data.len() as u32)
+    }
+
+    pub fn writable(ino: u64) -> bool {
+        ino == CONTROL_INO
     }
 
     pub fn release(&self, fh: u64) {

@@ -3,6 +3,7 @@
 pub mod app_exit;
 pub mod drain;
 pub mod format;
+pub mod info;
 pub mod mount;
 pub mod probe;
 pub mod stats;

@@ -323,6 +323,7 @@ fn serve(
     let internal = Arc::new(crate::internal::Internal::new(
         config_json(meta_url, mp, o, &mounted),
         live_fn(&mounted, mp),
+        mounted.vfs.clone(),
     ));
     let fs = FuseFs::new(mounted.vfs.clone(), rt.handle().clone(), internal);
     let config = fuser_config(o, &mounted.name);
