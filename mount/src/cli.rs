@@ -33,6 +33,41 @@ pub enum Cmd {
     Probe(ProbeArgs),
     /// Wait until nothing is open or being written on MOUNTPOINT (a sidecar's preStop).
     Drain(DrainArgs),
+    /// Live rates of a mount: CPU, memory, FUSE, cache, object storage (reads `.stats`).
+    Stats(StatsArgs),
+    /// Read files (directories recursively) through the mount so they are cached.
+    Warmup(WarmupArgs),
+    /// What a file is made of (inode, chunks, slices, objects), or a directory's totals.
+    Info(InfoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    #[arg(required = true)]
+    pub paths: Vec<String>,
+    /// Print the answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WarmupArgs {
+    #[arg(required = true)]
+    pub paths: Vec<String>,
+    /// Files read at once.
+    #[arg(long, short = 'p', default_value_t = 4)]
+    pub threads: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    pub mountpoint: String,
+    /// Seconds between lines.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Stop after this many lines.
+    #[arg(long)]
+    pub count: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -130,6 +165,25 @@ pub struct MountArgs {
     /// Prometheus metrics address (default 127.0.0.1:9567, any free port if that is taken).
     #[arg(long)]
     pub metrics: Option<String>,
+    /// Local block cache directories, colon-separated (`memory`: none) [default: /var/jfsCache
+    /// for root, ~/.juicefs/cache otherwise].
+    #[arg(long)]
+    pub cache_dir: Option<String>,
+    /// Disk cache size in MiB (0: no disk cache).
+    #[arg(long)]
+    pub cache_size: Option<String>,
+    /// Keep at least this fraction of each cache disk free.
+    #[arg(long)]
+    pub free_space_ratio: Option<String>,
+    /// Memory for read-ahead and write buffers, in MiB.
+    #[arg(long)]
+    pub buffer_size: Option<String>,
+    /// Blocks uploaded at once per file.
+    #[arg(long)]
+    pub max_uploads: Option<String>,
+    /// Seconds to keep the page cache of unchanged files across opens (0: off).
+    #[arg(long)]
+    pub open_cache: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -167,6 +221,18 @@ impl MountArgs {
         }
         if let Some(m) = &self.metrics {
             o.apply(&format!("metrics={m}"))?;
+        }
+        for (k, v) in [
+            ("cache-dir", &self.cache_dir),
+            ("cache-size", &self.cache_size),
+            ("free-space-ratio", &self.free_space_ratio),
+            ("buffer-size", &self.buffer_size),
+            ("max-uploads", &self.max_uploads),
+            ("open-cache", &self.open_cache),
+        ] {
+            if let Some(v) = v {
+                o.apply(&format!("{k}={v}"))?;
+            }
         }
         for list in &self.options {
             o.apply_list(list)?;
@@ -242,5 +308,8 @@ pub fn main_with(argv: Vec<String>) -> ExitCode {
         }
         Cmd::Probe(a) => commands::probe::run(&a.mountpoint, a.wait),
         Cmd::Drain(a) => commands::drain::run(&a.mountpoint, a.timeout, a.quiet),
+        Cmd::Stats(a) => commands::stats::run(&a.mountpoint, a.interval, a.count),
+        Cmd::Warmup(a) => commands::warmup::run(&a.paths, a.threads),
+        Cmd::Info(a) => commands::info::run(&a.paths, a.json),
     }
 }

@@ -24,6 +24,7 @@ use tokio::runtime::Handle;
 pub struct FuseFs {
     vfs: Arc<Vfs>,
     rt: Handle,
+    internal: Arc<crate::internal::Internal>,
     /// (inode, lock owner) pairs holding POSIX locks: released when the owner closes the file.
     lock_owners: Mutex<HashSet<(u64, u64)>>,
     /// (inode, open file) pairs holding BSD locks: released when the file is released.
@@ -91,10 +92,11 @@ fn time_set(t: TimeOrNow) -> TimeSet {
 }
 
 impl FuseFs {
-    pub fn new(vfs: Arc<Vfs>, rt: Handle) -> FuseFs {
+    pub fn new(vfs: Arc<Vfs>, rt: Handle, internal: Arc<crate::internal::Internal>) -> FuseFs {
         FuseFs {
             vfs,
             rt,
+            internal,
             lock_owners: Mutex::new(HashSet::new()),
             flock_owners: Mutex::new(HashSet::new()),
         }
@@ -123,8 +125,42 @@ impl FuseFs {
         let start = std::time::Instant::now();
         let r = self.rt.block_on(op);
         let errno = r.as_ref().err().map(Error::errno);
-        crate::metrics::METRICS.fuse_op(method, start.elapsed(), errno);
+        let took = start.elapsed();
+        crate::metrics::METRICS.fuse_op(method, took, errno);
+        if self.internal.logging() {
+            self.internal.log_line(crate::internal::access_line(
+                method,
+                errno,
+                took.as_secs_f64(),
+            ));
+        }
         r
+    }
+
+    /// Attributes of a virtual file: read-only for root, its size unknown (direct I/O).
+    fn internal_attr(&self, ino: u64) -> FileAttr {
+        let now = SystemTime::now();
+        FileAttr {
+            ino: INodeNo(ino),
+            size: 0,
+            blocks: 0,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            crtime: now,
+            kind: FileType::RegularFile,
+            perm: if crate::internal::Internal::writable(ino) {
+                0o600
+            } else {
+                0o400
+            },
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 0x10000,
+            flags: 0,
+        }
     }
 
     fn ttl(&self, a: &Attr) -> Duration {
@@ -195,11 +231,20 @@ impl fuser::Filesystem for FuseFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
+        if parent.0 == 1
+            && let Some(ino) = crate::internal::lookup(name)
+        {
+            let ttl = Duration::from_secs(1);
+            return reply.entry_with_ttls(&ttl, &ttl, &self.internal_attr(ino), Generation(0));
+        }
         let r = self.timed("lookup", self.vfs.lookup(self.ino(parent), name));
         self.entry(reply, "lookup", r)
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        if crate::internal::is_internal(ino.0) {
+            return reply.attr(&Duration::from_secs(1), &self.internal_attr(ino.0));
+        }
         match self.timed("getattr", self.vfs.getattr(self.ino(ino))) {
             Ok(a) => reply.attr(&self.vfs.cfg.attr_ttl, &self.attr(self.ino(ino), &a)),
             Err(e) => reply.error(errno("getattr", &e)),
@@ -398,8 +443,26 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if crate::internal::is_internal(ino.0) {
+            if flags.0 & libc::O_ACCMODE != libc::O_RDONLY
+                && !crate::internal::Internal::writable(ino.0)
+            {
+                return reply.error(Errno::EACCES);
+            }
+            return match self.rt.block_on(self.internal.open(ino.0)) {
+                Some(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+                None => reply.error(Errno::ENOENT),
+            };
+        }
         match self.timed("open", self.vfs.open(self.ino(ino), flags.0)) {
-            Ok((fh, _)) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok((fh, _, keep)) => reply.opened(
+                FileHandle(fh),
+                if keep {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                },
+            ),
             Err(e) => reply.error(errno("open", &e)),
         }
     }
@@ -415,8 +478,17 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        if crate::internal::is_internal_fh(fh.0) {
+            return match self.rt.block_on(self.internal.read(fh.0, offset, size)) {
+                Some(b) => reply.data(&b),
+                None => reply.error(Errno::EBADF),
+            };
+        }
         match self.timed("read", self.vfs.read(fh.0, offset, size)) {
-            Ok(data) => reply.data(&data),
+            Ok(data) => {
+                crate::metrics::METRICS.fuse_io(data.len() as u64, 0);
+                reply.data(&data)
+            }
             Err(e) => reply.error(errno("read", &e)),
         }
     }
@@ -433,9 +505,18 @@ impl fuser::Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if crate::internal::is_internal_fh(fh.0) {
+            return match self.rt.block_on(self.internal.write(fh.0, data)) {
+                Some(n) => reply.written(n),
+                None => reply.error(Errno::EBADF),
+            };
+        }
         tracing::debug!(ino = ino.0, fh = fh.0, offset, len = data.len(), "write");
         match self.timed("write", self.vfs.write(fh.0, offset, data)) {
-            Ok(n) => reply.written(n),
+            Ok(n) => {
+                crate::metrics::METRICS.fuse_io(0, n as u64);
+                reply.written(n)
+            }
             Err(e) => reply.error(errno("write", &e)),
         }
     }
@@ -448,6 +529,9 @@ impl fuser::Filesystem for FuseFs {
         lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        if crate::internal::is_internal_fh(fh.0) {
+            return reply.ok();
+        }
         self.release_locks(self.ino(ino), lock_owner.0);
         let r = self.timed("flush", self.vfs.flush(fh.0));
         tracing::debug!(ino = ino.0, fh = fh.0, ok = r.is_ok(), "flush");
@@ -464,6 +548,10 @@ impl fuser::Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        if crate::internal::is_internal_fh(fh.0) {
+            self.internal.release(fh.0);
+            return reply.ok();
+        }
         if let Some(owner) = lock_owner {
             let ino = self.ino(ino);
             let held = self

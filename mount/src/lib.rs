@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod fuse;
+pub mod internal;
 pub mod logging;
 pub mod meta;
 pub mod metrics;

@@ -65,6 +65,8 @@ pub struct Metrics {
     object: Mutex<BTreeMap<&'static str, (Histogram, AtomicU64)>>,
     block_cache_hits: AtomicU64,
     block_cache_miss: AtomicU64,
+    fuse_read_bytes: AtomicU64,
+    fuse_written_bytes: AtomicU64,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -75,6 +77,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     object: Mutex::new(BTreeMap::new()),
     block_cache_hits: AtomicU64::new(0),
     block_cache_miss: AtomicU64::new(0),
+    fuse_read_bytes: AtomicU64::new(0),
+    fuse_written_bytes: AtomicU64::new(0),
 });
 
 /// Figures only the running mount knows, read at scrape time.
@@ -85,9 +89,18 @@ pub struct Live {
     pub used_space: u64,
     pub used_inodes: u64,
     pub open_handles: usize,
+    /// Bytes of the `--buffer-size` budget in use.
+    pub used_buffer: u64,
 }
 
 impl Metrics {
+    /// Bytes returned by FUSE reads / accepted by FUSE writes.
+    pub fn fuse_io(&self, read: u64, written: u64) {
+        self.fuse_read_bytes.fetch_add(read, Ordering::Relaxed);
+        self.fuse_written_bytes
+            .fetch_add(written, Ordering::Relaxed);
+    }
+
     pub fn fuse_op(&self, method: &'static str, d: Duration, errno: Option<i32>) {
         self.fuse_ops.observe(d);
         if let Ok(mut m) = self.fuse_by_method.lock() {
@@ -159,6 +172,31 @@ impl Metrics {
             "Open file handles.",
             live.open_handles as f64,
         );
+        gauge(
+            &mut out,
+            "juicefs_used_buffer_size_bytes",
+            "Bytes of the read/write buffer budget in use.",
+            live.used_buffer as f64,
+        );
+        for (name, help, c) in [
+            (
+                "juicefs_fuse_read_size_bytes_sum",
+                "Bytes read through FUSE.",
+                &self.fuse_read_bytes,
+            ),
+            (
+                "juicefs_fuse_written_size_bytes_sum",
+                "Bytes written through FUSE.",
+                &self.fuse_written_bytes,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{}}} {}",
+                base.trim_end_matches(','),
+                c.load(Ordering::Relaxed)
+            );
+        }
         let (rss, cpu) = process_usage();
         gauge(
             &mut out,

@@ -27,6 +27,18 @@ pub struct MountOptions {
     /// A downward-API file of the pod's annotations: when it shows the app-exit mark, the
     /// client unmounts once nothing is open and exits (classic sidecars in Jobs).
     pub pod_annotations: Option<String>,
+    /// Local disk block cache directories (`cache-dir=a:b`); empty or `memory`: none.
+    pub cache_dirs: Vec<String>,
+    /// Disk cache size over all directories, MiB (0: no disk cache).
+    pub cache_size_mib: u64,
+    /// Keep at least this fraction of each cache disk free.
+    pub free_space_ratio: f64,
+    /// Memory for data in flight (read-ahead, write buffers), MiB.
+    pub buffer_size_mib: u64,
+    /// Blocks uploaded at once per file.
+    pub max_uploads: usize,
+    /// Keep the kernel page cache of unchanged files across opens for this long.
+    pub open_cache: Duration,
     /// Options accepted for compatibility with JuiceFS that do not change behaviour yet.
     pub ignored: Vec<String>,
 }
@@ -49,9 +61,38 @@ impl Default for MountOptions {
             ro_guard: false,
             metrics: None,
             pod_annotations: None,
+            cache_dirs: vec![default_cache_dir()],
+            cache_size_mib: 102_400,
+            free_space_ratio: 0.1,
+            buffer_size_mib: 300,
+            max_uploads: 20,
+            open_cache: Duration::ZERO,
             ignored: Vec::new(),
         }
     }
+}
+
+/// JuiceFS's default: `/var/jfsCache` for root, `~/.juicefs/cache` otherwise.
+fn default_cache_dir() -> String {
+    if nix::unistd::geteuid().is_root() {
+        "/var/jfsCache".into()
+    } else {
+        std::env::var("HOME")
+            .map(|h| format!("{h}/.juicefs/cache"))
+            .unwrap_or_else(|_| "/tmp/jfsCache".into())
+    }
+}
+
+fn number<T: std::str::FromStr>(
+    name: &str,
+    v: Option<&str>,
+    example: &str,
+) -> Result<T, OptionError> {
+    v.and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| OptionError::BadValue {
+            name: name.into(),
+            why: format!("needs a number, e.g. {name}={example}"),
+        })
 }
 
 /// Kernel and fusermount options passed through unchanged.
@@ -83,13 +124,8 @@ const MOUNT8_NOISE: &[&str] = &[
 ];
 /// JuiceFS client options we accept but do not act on yet (cache, upload tuning, ...).
 const JFS_LATER: &[&str] = &[
-    "cache-dir",
-    "cache-size",
-    "free-space-ratio",
     "cache-partial-only",
-    "buffer-size",
     "prefetch",
-    "max-uploads",
     "max-deletes",
     "upload-limit",
     "download-limit",
@@ -99,7 +135,6 @@ const JFS_LATER: &[&str] = &[
     "consul",
     "no-usage-report",
     "backup-meta",
-    "open-cache",
     "enable-xattr",
     "max-readahead",
     "verify-cache-checksum",
@@ -153,6 +188,12 @@ fn is_known(key: &str) -> bool {
             | "ro-guard"
             | "metrics"
             | "pod-annotations"
+            | "cache-dir"
+            | "cache-size"
+            | "free-space-ratio"
+            | "buffer-size"
+            | "max-uploads"
+            | "open-cache"
     ) || FUSE_FLAGS.contains(&k)
         || FUSE_VALUED.contains(&k)
         || MOUNT8_NOISE.contains(&k)
@@ -235,6 +276,59 @@ impl MountOptions {
                     })?;
                 self.pod_annotations = Some(v.to_string());
             }
+            "cache-dir" => {
+                let v = value
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| OptionError::BadValue {
+                        name: "cache-dir".into(),
+                        why: "needs directories, e.g. cache-dir=/var/jfsCache:/mnt/ssd (or memory)"
+                            .into(),
+                    })?;
+                let dirs: Vec<String> = v
+                    .split(':')
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if let Some(bad) = dirs.iter().find(|d| *d != "memory" && !d.starts_with('/')) {
+                    return Err(OptionError::BadValue {
+                        name: "cache-dir".into(),
+                        why: format!("{bad:?} is not an absolute path"),
+                    });
+                }
+                self.cache_dirs = dirs.into_iter().filter(|d| d != "memory").collect();
+            }
+            "cache-size" => self.cache_size_mib = number(key, value, "102400")?,
+            "free-space-ratio" => {
+                let r: f64 = number(key, value, "0.1")?;
+                if !(0.0..1.0).contains(&r) {
+                    return Err(OptionError::BadValue {
+                        name: key.into(),
+                        why: format!("{r} is not a fraction between 0 and 1"),
+                    });
+                }
+                self.free_space_ratio = r;
+            }
+            "buffer-size" => {
+                let m: u64 = number(key, value, "300")?;
+                if m < 32 {
+                    return Err(OptionError::BadValue {
+                        name: key.into(),
+                        why: format!("{m} MiB is too small: at least 32"),
+                    });
+                }
+                self.buffer_size_mib = m;
+            }
+            "max-uploads" => {
+                let n: usize = number(key, value, "20")?;
+                if n == 0 {
+                    return Err(OptionError::BadValue {
+                        name: key.into(),
+                        why: "must be at least 1".into(),
+                    });
+                }
+                self.max_uploads = n;
+            }
+            "open-cache" => self.open_cache = secs(key, value)?,
             "writeback" => return Err(OptionError::Writeback),
             k if FUSE_FLAGS.contains(&k) => self.fuse.push(k.to_string()),
             k if FUSE_VALUED.contains(&k) => match value {
@@ -433,10 +527,27 @@ mod tests {
         );
         assert!(o.apply("subdir=a/../../x").is_err());
         assert_eq!(o.apply("writeback"), Err(OptionError::Writeback));
-        o.apply_list("allow_other,ro,fsname=x,cache-size=100")
+        o.apply_list("allow_other,ro,fsname=x,cache-size=100,prefetch=2")
             .unwrap();
         assert!(o.allow_other && o.read_only);
         assert_eq!(o.fuse, vec!["fsname=x".to_string()]);
-        assert_eq!(o.ignored, vec!["cache-size=100".to_string()]);
+        assert_eq!(o.cache_size_mib, 100);
+        assert_eq!(o.ignored, vec!["prefetch=2".to_string()]);
+        o.apply_list("cache-dir=/a:memory:/b,buffer-size=64,max-uploads=4,free-space-ratio=0.2")
+            .unwrap();
+        assert_eq!(o.cache_dirs, vec!["/a".to_string(), "/b".to_string()]);
+        assert_eq!(
+            (o.buffer_size_mib, o.max_uploads, o.free_space_ratio),
+            (64, 4, 0.2)
+        );
+        for bad in [
+            "cache-dir=rel/path",
+            "buffer-size=8",
+            "max-uploads=0",
+            "free-space-ratio=1.5",
+            "cache-size=lots",
+        ] {
+            assert!(o.apply(bad).is_err(), "{bad}");
+        }
     }
 }

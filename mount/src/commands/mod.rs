@@ -3,10 +3,13 @@
 pub mod app_exit;
 pub mod drain;
 pub mod format;
+pub mod info;
 pub mod mount;
 pub mod probe;
+pub mod stats;
 pub mod status;
 pub mod umount;
+pub mod warmup;
 
 /// A current-thread runtime for short commands.
 pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

@@ -129,12 +129,35 @@ async fn setup(meta_url: &str, mp: &Path, o: &MountOptions) -> Result<Mounted, S
         };
         Some(m.new_session(&info).await.map_err(|e| e.to_string())?)
     };
+    let disk_cache = if o.cache_dirs.is_empty() || o.cache_size_mib == 0 {
+        None
+    } else {
+        let dc = crate::vfs::disk_cache::DiskCacheConfig {
+            dirs: o.cache_dirs.iter().map(PathBuf::from).collect(),
+            capacity: o.cache_size_mib << 20,
+            free_ratio: o.free_space_ratio,
+        };
+        match crate::vfs::disk_cache::DiskCache::open(&dc, &f.uuid, f.block_size as u64 * 1024) {
+            Ok(c) => Some(Arc::new(c)),
+            // A cache is an optimisation: mount without it rather than not at all.
+            Err(e) => {
+                tracing::warn!("disk cache disabled: {e}");
+                None
+            }
+        }
+    };
+    let buffer = o.buffer_size_mib << 20;
     let cfg = VfsConfig {
         attr_ttl: o.attr_cache,
         entry_ttl: o.entry_cache,
         dir_entry_ttl: o.dir_entry_cache,
         read_only: o.read_only,
         root,
+        block_cache_bytes: (buffer / 4).clamp(16 << 20, 256 << 20),
+        buffer_bytes: buffer,
+        max_uploads: o.max_uploads,
+        disk_cache,
+        open_cache: o.open_cache,
         ..VfsConfig::default()
     };
     Ok(Mounted {
@@ -297,7 +320,12 @@ fn serve(
         .build()
         .map_err(|e| format!("starting runtime: {e}"))?;
     let mounted = rt.block_on(setup(meta_url, mp, o))?;
-    let fs = FuseFs::new(mounted.vfs.clone(), rt.handle().clone());
+    let internal = Arc::new(crate::internal::Internal::new(
+        config_json(meta_url, mp, o, &mounted),
+        live_fn(&mounted, mp),
+        mounted.vfs.clone(),
+    ));
+    let fs = FuseFs::new(mounted.vfs.clone(), rt.handle().clone(), internal);
     let config = fuser_config(o, &mounted.name);
     if o.ro_guard {
         place_guard(mp)?;
@@ -333,32 +361,18 @@ fn serve(
         mounted.vfs.spawn_auto_commit();
     }
     {
-        let (vfs, name, mp_s) = (
-            mounted.vfs.clone(),
-            mounted.name.clone(),
-            mp.to_string_lossy().into_owned(),
-        );
-        let live = move || {
-            let (vfs, name, mp_s) = (vfs.clone(), name.clone(), mp_s.clone());
-            Box::pin(async move {
-                let st = vfs.statfs().await.unwrap_or_default();
-                crate::metrics::Live {
-                    vol_name: name,
-                    mount_point: mp_s,
-                    used_space: st.total_space.saturating_sub(st.avail_space),
-                    used_inodes: st.used_inodes,
-                    open_handles: vfs.open_handles(),
-                }
-            })
-                as std::pin::Pin<Box<dyn std::future::Future<Output = crate::metrics::Live> + Send>>
-        };
+        let live = live_fn(&mounted, mp);
         let wanted = o.metrics.clone();
         rt.block_on(async move {
             let addr = wanted.clone().unwrap_or_else(|| "127.0.0.1:9567".into());
-            let bound = match crate::metrics::serve(&addr, live.clone()).await {
+            let live = Arc::new(live);
+            let l2 = live.clone();
+            let bound = match crate::metrics::serve(&addr, move || l2()).await {
                 Ok(a) => Some(a),
                 // The default port is taken (another mount): any free one, as JuiceFS does.
-                Err(_) if wanted.is_none() => crate::metrics::serve("127.0.0.1:0", live).await.ok(),
+                Err(_) if wanted.is_none() => crate::metrics::serve("127.0.0.1:0", move || live())
+                    .await
+                    .ok(),
                 Err(e) => {
                     tracing::warn!("cannot serve metrics on {addr}: {e}");
                     None
@@ -413,6 +427,9 @@ fn serve(
     }
     let closed = rt.block_on(async {
         mounted.vfs.flush_all().await.map_err(|e| e.to_string())?;
+        if let Some(d) = &mounted.vfs.cfg.disk_cache {
+            d.settle(Duration::from_secs(10)).await;
+        }
         if let Some(sid) = mounted.sid {
             let freed = mounted
                 .meta
@@ -428,6 +445,53 @@ fn serve(
     tracing::info!("{} unmounted from {}", mounted.name, mp.display());
     served.map_err(|e| format!("serving {}: {e}", mp.display()))?;
     closed
+}
+
+/// What the metrics and `.stats` report about this mount right now.
+fn live_fn(mounted: &Mounted, mp: &Path) -> crate::internal::LiveFn {
+    let (vfs, name, mp_s) = (
+        mounted.vfs.clone(),
+        mounted.name.clone(),
+        mp.to_string_lossy().into_owned(),
+    );
+    Box::new(move || {
+        let (vfs, name, mp_s) = (vfs.clone(), name.clone(), mp_s.clone());
+        Box::pin(async move {
+            let st = vfs.statfs().await.unwrap_or_default();
+            crate::metrics::Live {
+                vol_name: name,
+                mount_point: mp_s,
+                used_space: st.total_space.saturating_sub(st.avail_space),
+                used_inodes: st.used_inodes,
+                open_handles: vfs.open_handles(),
+                used_buffer: vfs.used_buffer(),
+            }
+        })
+    })
+}
+
+/// `.config`: the mount's settings as JSON, without secrets.
+fn config_json(meta_url: &str, mp: &Path, o: &MountOptions, mounted: &Mounted) -> String {
+    let c = &mounted.vfs.cfg;
+    let v = serde_json::json!({
+        "Meta": {"Url": meta::url::redact(meta_url)},
+        "Name": mounted.name,
+        "Mountpoint": mp.display().to_string(),
+        "Pid": std::process::id(),
+        "Version": env!("CARGO_PKG_VERSION"),
+        "ReadOnly": o.read_only,
+        "Subdir": o.subdir,
+        "AttrCacheSeconds": c.attr_ttl.as_secs_f64(),
+        "EntryCacheSeconds": c.entry_ttl.as_secs_f64(),
+        "DirEntryCacheSeconds": c.dir_entry_ttl.as_secs_f64(),
+        "BufferSizeMiB": o.buffer_size_mib,
+        "MaxUploads": o.max_uploads,
+        "BlockSizeKiB": mounted.vfs.store.block_size() / 1024,
+        "CacheDirs": if c.disk_cache.is_some() { o.cache_dirs.clone() } else { Vec::new() },
+        "CacheSizeMiB": o.cache_size_mib,
+        "FreeSpaceRatio": o.free_space_ratio,
+    });
+    serde_json::to_string_pretty(&v).unwrap_or_default()
 }
 
 /// Flushes every writer, then unmounts; a busy mount is detached and the kernel ends the

@@ -2,6 +2,7 @@
 //! store. It returns plain data (attributes, bytes, handles) and knows nothing of fuser,
 //! so tests drive it directly and the FUSE adapter stays thin.
 
+pub mod disk_cache;
 mod reader;
 mod writer;
 
@@ -57,6 +58,18 @@ pub struct VfsConfig {
     pub read_only: bool,
     /// Memory for cached blocks, in bytes.
     pub block_cache_bytes: u64,
+    /// The shared budget for data in flight (`--buffer-size`): read-ahead takes from it,
+    /// and each writer waits for its slices to land beyond three quarters of it.
+    pub buffer_bytes: u64,
+    /// Blocks uploaded at once per file (`--max-uploads`).
+    pub max_uploads: usize,
+    /// Largest read-ahead window, in blocks.
+    pub max_read_ahead: u32,
+    /// Keep the kernel's page cache of a file across opens for this long when its length
+    /// and mtime have not changed (`--open-cache`; 0: drop it at every open, as JuiceFS).
+    pub open_cache: Duration,
+    /// The local disk block cache, if any (`--cache-dir`).
+    pub disk_cache: Option<Arc<disk_cache::DiskCache>>,
     /// The inode shown as the mount's root (the `--subdir`, or the volume root).
     pub root: Ino,
 }
@@ -69,6 +82,11 @@ impl Default for VfsConfig {
             dir_entry_ttl: Duration::from_secs(1),
             read_only: false,
             block_cache_bytes: 48 << 20,
+            buffer_bytes: 300 << 20,
+            max_uploads: writer::DEFAULT_MAX_UPLOADS,
+            max_read_ahead: 16,
+            disk_cache: None,
+            open_cache: Duration::ZERO,
             root: crate::meta::ROOT_INO,
         }
     }
@@ -78,6 +96,9 @@ enum Handle {
     File {
         ino: Ino,
         writable: bool,
+        /// Sequential-read tracking: where the next read would start, and the read-ahead
+        /// window in blocks (grows while reads follow each other, drops on a seek).
+        seq: Mutex<(u64, u32)>,
     },
     Dir {
         ino: Ino,
@@ -94,10 +115,13 @@ pub struct Vfs {
     writers: Mutex<HashMap<Ino, Arc<FileWriter>>>,
     cache: Arc<BlockCache>,
     views: Arc<ChunkViews>,
+    budget: Arc<tokio::sync::Semaphore>,
     /// Length of each open file as this client knows it (from open, then its own writes
     /// and truncates), with the number of open handles; reads use it instead of asking
     /// the metadata engine each time.
     lengths: Mutex<HashMap<Ino, (u64, u32)>>,
+    /// (length, mtime, when) of each file at its last open, for `open_cache`.
+    seen: Mutex<HashMap<Ino, (u64, i64, std::time::Instant)>>,
 }
 
 fn lock_err<T>(_: std::sync::PoisonError<T>) -> Error {
@@ -112,9 +136,16 @@ impl Vfs {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             writers: Mutex::new(HashMap::new()),
-            cache: Arc::new(BlockCache::new(cfg.block_cache_bytes)),
+            cache: Arc::new(BlockCache::new(
+                cfg.block_cache_bytes,
+                cfg.disk_cache.clone(),
+            )),
+            budget: Arc::new(tokio::sync::Semaphore::new(
+                (cfg.buffer_bytes / 1024) as usize,
+            )),
             views: Arc::new(ChunkViews::default()),
             lengths: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
             cfg,
         }
     }
@@ -190,6 +221,11 @@ impl Vfs {
             ino,
             self.meta.clone(),
             self.store.clone(),
+            self.cache.clone(),
+            writer::WriteLimits {
+                max_uploads: self.cfg.max_uploads.max(1),
+                max_buffered: (self.cfg.buffer_bytes / 4 * 3).max(8 << 20),
+            },
             Arc::new(move |ino| views.invalidate(ino)),
         ));
         w.insert(ino, x.clone());
@@ -216,7 +252,7 @@ impl Vfs {
         let cache = self.cache.clone();
         tokio::spawn(async move {
             for f in freed {
-                cache.forget_slice(f.id);
+                cache.forget_slice(f.id, f.size);
                 if let Err(e) = store.delete_slice(f.id, f.size).await {
                     tracing::warn!("deleting objects of slice {}: {e}", f.id);
                 }
@@ -327,6 +363,7 @@ impl Vfs {
         let fh = self.add_handle(Handle::File {
             ino,
             writable: flags & libc::O_ACCMODE != libc::O_RDONLY,
+            seq: Mutex::new((0, 1)),
         })?;
         Ok((ino, attr, fh))
     }
@@ -371,7 +408,9 @@ impl Vfs {
         Ok(self.meta.readlink(ino).await?)
     }
 
-    pub async fn open(&self, ino: Ino, flags: i32) -> Result<(u64, Attr)> {
+    /// Opens a file; the flag says whether the kernel may keep the pages it cached at an
+    /// earlier open (the file is unchanged since, and `open_cache` allows it).
+    pub async fn open(&self, ino: Ino, flags: i32) -> Result<(u64, Attr, bool)> {
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if writable {
             self.check_writable()?;
@@ -384,19 +423,71 @@ impl Vfs {
         // Close-to-open: whatever other clients wrote is visible from here on.
         self.views.invalidate(ino);
         self.opened(ino, a.length);
-        let fh = self.add_handle(Handle::File { ino, writable })?;
-        Ok((fh, self.with_pending_length(ino, a).await))
+        let fh = self.add_handle(Handle::File {
+            ino,
+            writable,
+            seq: Mutex::new((0, 1)),
+        })?;
+        let keep = self.keep_cache(ino, &a);
+        Ok((fh, self.with_pending_length(ino, a).await, keep))
+    }
+
+    fn keep_cache(&self, ino: Ino, a: &Attr) -> bool {
+        if self.cfg.open_cache.is_zero() || self.existing_writer(ino).is_some() {
+            return false;
+        }
+        let Ok(mut seen) = self.seen.lock() else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        let keep = seen.get(&ino).is_some_and(|(len, mtime, at)| {
+            *len == a.length && *mtime == a.mtime && now.duration_since(*at) < self.cfg.open_cache
+        });
+        if seen.len() > 100_000 {
+            seen.clear();
+        }
+        seen.insert(ino, (a.length, a.mtime, now));
+        keep
     }
 
     fn file_handle(&self, fh: u64) -> Result<(Ino, bool)> {
         match &*self.handle(fh)? {
-            Handle::File { ino, writable } => Ok((*ino, *writable)),
+            Handle::File { ino, writable, .. } => Ok((*ino, *writable)),
             Handle::Dir { .. } => Err(Error::BadHandle),
         }
     }
 
+    /// The read-ahead window for a read of `[off, off+size)` on `fh`: doubles each time a
+    /// sequential reader enters a new block, up to `max_read_ahead`; none after a seek.
+    fn read_ahead(&self, fh: u64, off: u64, size: u32) -> u32 {
+        let bs = self.store.block_size().max(1);
+        let Ok(h) = self.handle(fh) else { return 0 };
+        let Handle::File { seq, .. } = &*h else {
+            return 0;
+        };
+        let Ok(mut s) = seq.lock() else { return 0 };
+        let (next, window) = *s;
+        let sequential = off == next || (next == 0 && off == 0);
+        // Fetched-ahead blocks must fit in half the memory cache, or they push each other out.
+        let max = self
+            .cfg
+            .max_read_ahead
+            .min((self.cfg.block_cache_bytes / bs / 2) as u32)
+            .max(1);
+        let new_window = if !sequential {
+            0
+        } else if off / bs != next.saturating_sub(1) / bs || off == 0 {
+            (window.max(1) * 2).min(max)
+        } else {
+            window.max(1)
+        };
+        *s = (off + size as u64, new_window);
+        new_window
+    }
+
     pub async fn read(&self, fh: u64, off: u64, size: u32) -> Result<bytes::Bytes> {
         let (ino, _) = self.file_handle(fh)?;
+        let ahead = self.read_ahead(fh, off, size);
         // Our own unflushed writes must be visible to our reads.
         self.flush_ino(ino).await?;
         let length = match self.known_length(ino) {
@@ -408,6 +499,8 @@ impl Vfs {
             store: &self.store,
             cache: &self.cache,
             views: &self.views,
+            ahead,
+            budget: &self.budget,
         };
         r.read(ino, off, size as usize, length).await
     }
@@ -628,6 +721,12 @@ impl Vfs {
     }
 
     /// Open files (directories excluded).
+    /// Bytes of the buffer budget taken by data in flight.
+    pub fn used_buffer(&self) -> u64 {
+        let total = self.cfg.buffer_bytes / 1024;
+        total.saturating_sub(self.budget.available_permits() as u64) * 1024
+    }
+
     pub fn open_handles(&self) -> usize {
         self.handles
             .lock()

@@ -3,10 +3,11 @@
 //! fetch, with the next block of a sequential reader fetched ahead.
 
 use super::Error;
+use super::disk_cache::DiskCache;
 use crate::meta::{CHUNK_SIZE, Ino, Meta, Slice, slice::build_view};
 use crate::object::ObjectStore;
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
@@ -14,22 +15,57 @@ struct Entry {
     cell: Arc<OnceCell<Bytes>>,
     used: u64,
     size: u64,
+    /// Counted in `total` (the fetch has finished).
+    counted: bool,
 }
 
-/// Recently used blocks, keyed by (slice id, block index).
+#[derive(Default)]
+struct Lru {
+    map: HashMap<(u64, u32), Entry>,
+    by_use: BTreeMap<u64, (u64, u32)>,
+    total: u64,
+    tick: u64,
+}
+
+impl Lru {
+    fn remove(&mut self, k: (u64, u32)) {
+        if let Some(e) = self.map.remove(&k) {
+            self.by_use.remove(&e.used);
+            if e.counted {
+                self.total -= e.size;
+            }
+        }
+    }
+}
+
+/// Recently used blocks in memory, keyed by (slice id, block index), in front of the disk
+/// cache (if any) and the object store. Concurrent requests for one block share one fetch.
 pub struct BlockCache {
-    map: Mutex<HashMap<(u64, u32), Entry>>,
+    lru: Mutex<Lru>,
     capacity: u64,
-    tick: std::sync::atomic::AtomicU64,
+    pub disk: Option<Arc<DiskCache>>,
 }
 
 impl BlockCache {
-    pub fn new(capacity: u64) -> BlockCache {
+    pub fn new(capacity: u64, disk: Option<Arc<DiskCache>>) -> BlockCache {
         BlockCache {
-            map: Mutex::new(HashMap::new()),
+            lru: Mutex::new(Lru::default()),
             capacity,
-            tick: Default::default(),
+            disk,
         }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Lru>, Error> {
+        self.lru
+            .lock()
+            .map_err(|_| Error::Io("block cache lock poisoned".into()))
+    }
+
+    /// Whether the block is in memory already (read-ahead skips those).
+    pub fn has(&self, id: u64, index: u32) -> bool {
+        self.lru
+            .lock()
+            .is_ok_and(|l| l.map.contains_key(&(id, index)))
     }
 
     pub async fn get(
@@ -39,16 +75,21 @@ impl BlockCache {
         index: u32,
         size: u32,
     ) -> Result<Bytes, Error> {
-        let tick = self.tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cell = {
-            let mut g = self
-                .map
-                .lock()
-                .map_err(|_| Error::Io("block cache lock poisoned".into()))?;
-            let e = g.entry((id, index)).or_insert_with(|| Entry {
+            let mut g = self.lock()?;
+            g.tick += 1;
+            let tick = g.tick;
+            let k = (id, index);
+            let old = g.map.get(&k).map(|e| e.used);
+            if let Some(t) = old {
+                g.by_use.remove(&t);
+            }
+            g.by_use.insert(tick, k);
+            let e = g.map.entry(k).or_insert_with(|| Entry {
                 cell: Arc::new(OnceCell::new()),
                 used: tick,
                 size: size as u64,
+                counted: false,
             });
             e.used = tick;
             crate::metrics::METRICS.block_cache(e.cell.initialized());
@@ -56,50 +97,72 @@ impl BlockCache {
         };
         let r = cell
             .get_or_try_init(|| async {
-                store.get_block(id, index, size).await.map_err(|e| {
+                if let Some(d) = &self.disk
+                    && let Some(b) = d.load(id, index, size).await
+                {
+                    return Ok(b);
+                }
+                let b = store.get_block(id, index, size).await.map_err(|e| {
                     tracing::error!("read of slice {id} block {index}: {e}");
                     Error::Io(e.to_string())
-                })
+                })?;
+                if let Some(d) = &self.disk {
+                    d.store(id, index, b.clone());
+                }
+                Ok(b)
             })
             .await
             .cloned();
-        let mut g = self
-            .map
-            .lock()
-            .map_err(|_| Error::Io("block cache lock poisoned".into()))?;
+        let mut g = self.lock()?;
         match &r {
-            Err(_) => {
-                g.remove(&(id, index));
-            }
+            Err(_) => g.remove((id, index)),
             Ok(_) => {
-                let mut total: u64 = g
-                    .values()
-                    .filter(|e| e.cell.initialized())
-                    .map(|e| e.size)
-                    .sum();
-                while total > self.capacity {
-                    let victim = g
-                        .iter()
-                        .filter(|(_, e)| e.cell.initialized())
-                        .min_by_key(|(_, e)| e.used)
-                        .map(|(k, e)| (*k, e.size));
-                    match victim {
-                        Some((k, sz)) => {
-                            g.remove(&k);
-                            total -= sz;
-                        }
-                        None => break,
+                if let Some(e) = g.map.get_mut(&(id, index))
+                    && !e.counted
+                {
+                    e.counted = true;
+                    let sz = e.size;
+                    g.total += sz;
+                }
+                // Evict the least recently used finished blocks (in-flight ones stay).
+                let mut skipped = Vec::new();
+                while g.total > self.capacity {
+                    let Some((&t, &k)) = g.by_use.iter().next() else {
+                        break;
+                    };
+                    if g.map.get(&k).is_some_and(|e| e.counted) {
+                        g.remove(k);
+                    } else {
+                        g.by_use.remove(&t);
+                        skipped.push((t, k));
                     }
+                }
+                for (t, k) in skipped {
+                    g.by_use.insert(t, k);
                 }
             }
         }
         r
     }
 
+    /// A block this client just wrote: keep it on disk for later reads (not in memory,
+    /// where it would push out what readers use).
+    pub fn written(&self, id: u64, index: u32, data: &Bytes) {
+        if let Some(d) = &self.disk {
+            d.store(id, index, data.clone());
+        }
+    }
+
     /// Forgets the blocks of a slice whose objects are being deleted.
-    pub fn forget_slice(&self, id: u64) {
-        if let Ok(mut g) = self.map.lock() {
-            g.retain(|k, _| k.0 != id);
+    pub fn forget_slice(&self, id: u64, size: u32) {
+        if let Ok(mut g) = self.lru.lock() {
+            let keys: Vec<_> = g.map.keys().filter(|k| k.0 == id).copied().collect();
+            for k in keys {
+                g.remove(k);
+            }
+        }
+        if let Some(d) = &self.disk {
+            d.forget_slice(id, size);
         }
     }
 }
@@ -142,14 +205,15 @@ impl ChunkViews {
     }
 }
 
-/// Blocks fetched ahead of a reader that reaches the start of a block.
-const READ_AHEAD_BLOCKS: u32 = 4;
-
 pub struct Reader<'a> {
     pub meta: &'a dyn Meta,
     pub store: &'a ObjectStore,
     pub cache: &'a Arc<BlockCache>,
     pub views: &'a ChunkViews,
+    /// Blocks to fetch ahead of this reader (its sequential window; 0 after a seek).
+    pub ahead: u32,
+    /// Bounds the memory of fetches ahead (`--buffer-size`): none start without a permit.
+    pub budget: &'a Arc<tokio::sync::Semaphore>,
 }
 
 impl Reader<'_> {
@@ -229,19 +293,31 @@ impl Reader<'_> {
     }
 
     /// Block `index` of slice `p`; a reader at the start of a block gets the next ones
-    /// fetched ahead while it uses this one.
+    /// (its read-ahead window) fetched while it uses this one, as far as the buffer budget
+    /// allows.
     async fn fetch(&self, p: &Slice, index: u32, in_block: usize) -> Result<Bytes, Error> {
         let bs = self.store.block_size();
         if in_block == 0 {
-            for ahead in 1..=READ_AHEAD_BLOCKS {
+            for ahead in 1..=self.ahead {
                 let next = index + ahead;
                 if next as u64 * bs >= p.size as u64 {
                     break;
                 }
-                let (cache, store, id) = (self.cache.clone(), self.store.clone(), p.id);
+                if self.cache.has(p.id, next) {
+                    continue;
+                }
                 let next_len = self.store.block_len(p.size, next);
+                let Ok(permit) = self
+                    .budget
+                    .clone()
+                    .try_acquire_many_owned(next_len.div_ceil(1024).max(1))
+                else {
+                    break;
+                };
+                let (cache, store, id) = (self.cache.clone(), self.store.clone(), p.id);
                 tokio::spawn(async move {
                     let _ = cache.get(&store, id, next, next_len).await;
+                    drop(permit);
                 });
             }
         }

@@ -37,7 +37,8 @@ impl BlockUpload {
 
 /// Blocks of one file uploading at once; a writer ahead of its uploads waits, so memory
 /// stays bounded however fast the application writes.
-const MAX_UPLOADS: usize = 12;
+/// Uploads in flight per file by default (`--max-uploads`).
+pub const DEFAULT_MAX_UPLOADS: usize = 20;
 
 struct OpenSlice {
     chunk: u32,
@@ -73,28 +74,40 @@ struct State {
     last_write: Option<Instant>,
 }
 
+/// How much one file's writer may have in flight before the writer waits.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteLimits {
+    /// Blocks being uploaded at once (`--max-uploads`).
+    pub max_uploads: usize,
+    /// Bytes buffered and not yet committed (from `--buffer-size`).
+    pub max_buffered: u64,
+}
+
 pub struct FileWriter {
     ino: Ino,
     meta: Arc<dyn Meta>,
     store: ObjectStore,
+    cache: Arc<super::reader::BlockCache>,
+    limits: WriteLimits,
     state: tokio::sync::Mutex<State>,
     on_commit: Arc<dyn Fn(Ino) + Send + Sync>,
 }
-
-/// Above this many buffered bytes per file, a writer waits for its earlier slices to land.
-const MAX_BUFFERED: u64 = 256 << 20;
 
 impl FileWriter {
     pub fn new(
         ino: Ino,
         meta: Arc<dyn Meta>,
         store: ObjectStore,
+        cache: Arc<super::reader::BlockCache>,
+        limits: WriteLimits,
         on_commit: Arc<dyn Fn(Ino) + Send + Sync>,
     ) -> FileWriter {
         FileWriter {
             ino,
             meta,
             store,
+            cache,
+            limits,
             state: tokio::sync::Mutex::new(State::default()),
             on_commit,
         }
@@ -174,7 +187,7 @@ impl FileWriter {
                 .flat_map(|s| s.uploads.iter_mut())
                 .filter(|u| u.running());
             let n = running.by_ref().count();
-            if n <= MAX_UPLOADS {
+            if n <= self.limits.max_uploads {
                 break;
             }
             if let Some(u) = st
@@ -186,7 +199,7 @@ impl FileWriter {
                 u.wait().await?;
             }
         }
-        if st.buffered > MAX_BUFFERED
+        if st.buffered > self.limits.max_buffered
             && let Some(mut h) = st.last_commit.take()
         {
             join(&mut h).await?;
@@ -230,6 +243,7 @@ impl FileWriter {
         let index = s.uploads.len() as u32;
         s.uploads.push(BlockUpload::Running(spawn_upload(
             self.store.clone(),
+            self.cache.clone(),
             s.id,
             index,
             block,
@@ -304,12 +318,23 @@ impl FileWriter {
     }
 }
 
-fn spawn_upload(store: ObjectStore, id: u64, index: u32, block: Bytes) -> Upload {
+fn spawn_upload(
+    store: ObjectStore,
+    cache: Arc<super::reader::BlockCache>,
+    id: u64,
+    index: u32,
+    block: Bytes,
+) -> Upload {
     tokio::spawn(async move {
-        store.put_block(id, index, block).await.map_err(|e| {
-            tracing::error!("upload of slice {id} block {index} failed: {e}");
-            Error::Io(e.to_string())
-        })
+        store
+            .put_block(id, index, block.clone())
+            .await
+            .map_err(|e| {
+                tracing::error!("upload of slice {id} block {index} failed: {e}");
+                Error::Io(e.to_string())
+            })?;
+        cache.written(id, index, &block);
+        Ok(())
     })
 }
 
