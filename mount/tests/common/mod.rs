@@ -356,7 +356,9 @@ impl Mount {
 
     pub fn ours(v: &Volume, mp: &Path, extra: &[&str]) -> Mount {
         let mut c = Command::new(OURS);
-        c.arg("mount").args(extra).arg(&v.meta).arg(mp);
+        // Each volume's caches in its own directory, not the host's /var/jfsCache.
+        c.arg("mount").arg("--cache-dir").arg(v.dir.path().join("cache-ours"));
+        c.args(extra).arg(&v.meta).arg(mp);
         Mount::start(c, mp)
     }
 
@@ -364,6 +366,8 @@ impl Mount {
         let mut c = Command::new(reference());
         c.arg("mount")
             .args(["--no-usage-report"])
+            .arg("--cache-dir")
+            .arg(v.dir.path().join("cache-ref"))
             .args(extra)
             .arg(&v.meta)
             .arg(mp);
