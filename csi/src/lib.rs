@@ -10,6 +10,7 @@
 //! - [`mounts`], [`target`]: mount table work and kubelet target paths.
 //! - [`events`]: Kubernetes Events on app pods.
 
+pub mod cleancache;
 pub mod controller;
 pub mod events;
 pub mod identity;

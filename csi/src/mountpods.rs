@@ -10,7 +10,8 @@ use futures::StreamExt;
 use jfs_mountspec::MountSetting;
 use jfs_mountspec::container::secret_copy_data;
 use jfs_mountspec::pod::{
-    APP_MOUNT, LABEL_APP, LABEL_HASH, LABEL_VOLUME_ID, MountPodParams, mount_pod,
+    ANNOTATION_CLEAN_CACHE, ANNOTATION_UUID, APP_MOUNT, LABEL_APP, LABEL_HASH, LABEL_VOLUME_ID,
+    MountPodParams, mount_pod,
 };
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -59,6 +60,8 @@ pub struct MountPods {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Woken on every change the watch delivers (recovery reacts at once).
     pub changed: Arc<tokio::sync::Notify>,
+    /// Pods whose volume UUID this process has recorded (once each).
+    uuids: Mutex<std::collections::HashSet<String>>,
 }
 
 fn rv(p: &Pod) -> u64 {
@@ -129,6 +132,7 @@ impl MountPods {
             recent: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
             changed,
+            uuids: Mutex::new(Default::default()),
         })
     }
 
@@ -449,11 +453,87 @@ impl MountPods {
         Ok(Some(name))
     }
 
-    /// A deleted Mount Pod's last step: unmount its path on this host, then let it go.
+    /// Records the volume's UUID on the pod (from its client's `.config`), once: the
+    /// cache-clean Job needs it after the client is gone.
+    pub async fn record_uuid(&self, name: &str, mount_path: &std::path::Path) {
+        let known = self
+            .pods()
+            .iter()
+            .any(|p| p.name_any() == name && p.annotations().contains_key(ANNOTATION_UUID));
+        if known
+            || !self
+                .uuids
+                .lock()
+                .is_ok_and(|mut u| u.insert(name.to_string()))
+        {
+            return;
+        }
+        let cfg = tokio::fs::read(mount_path.join(".config")).await.ok();
+        let uuid = cfg
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["UUID"].as_str().map(str::to_string));
+        match uuid {
+            Some(u) => {
+                if let Err(e) = self
+                    .patch_annotations(name, json!({ ANNOTATION_UUID: u }))
+                    .await
+                {
+                    tracing::warn!(pod = %name, "recording the volume UUID: {e}");
+                    if let Ok(mut set) = self.uuids.lock() {
+                        set.remove(name);
+                    }
+                }
+            }
+            None => tracing::debug!(pod = %name, "no UUID in the client's .config"),
+        }
+    }
+
+    /// The cache-clean Job for a deleted pod that asked for it, when no other Mount Pod of its
+    /// volume is left on this node.
+    async fn clean_cache(&self, p: &Pod) {
+        if p.annotations()
+            .get(ANNOTATION_CLEAN_CACHE)
+            .map(String::as_str)
+            != Some("true")
+        {
+            return;
+        }
+        let uid = p.labels().get(LABEL_VOLUME_ID).cloned().unwrap_or_default();
+        if self
+            .pods_of(&uid)
+            .iter()
+            .any(|o| o.name_any() != p.name_any() && !is_gone(o))
+        {
+            return;
+        }
+        let Some(job) = crate::cleancache::job(
+            p,
+            &self.cfg.node_name,
+            &self.cfg.namespace,
+            &random_suffix(),
+        ) else {
+            tracing::warn!(pod = %p.name_any(), "cache cleaning asked for, but the volume UUID or cache directories are unknown");
+            return;
+        };
+        let api: Api<k8s_openapi::api::batch::v1::Job> =
+            Api::namespaced(self.client.clone(), &self.cfg.namespace);
+        match api.create(&PostParams::default(), &job).await {
+            Ok(j) => {
+                tracing::info!(pod = %p.name_any(), job = %j.name_any(), "started the cache-clean Job")
+            }
+            Err(e) => tracing::warn!(pod = %p.name_any(), "creating the cache-clean Job: {e}"),
+        }
+    }
+
+    /// A deleted Mount Pod's last step: unmount its path on this host, clean its cache when
+    /// asked, then let it go.
     pub async fn finalize(&self, p: &Pod) -> Result<(), PodError> {
         let path = self.host_path(p);
         let _ = crate::mounts::unmount_all(&path);
         let _ = std::fs::remove_dir(&path);
+        if target::refs(p.metadata.annotations.as_ref()).is_empty() {
+            self.clean_cache(p).await;
+        }
         let finalizers: Vec<String> = p
             .finalizers()
             .iter()

@@ -207,6 +207,7 @@ impl NodeService {
                 PodError::Other(m) => Status::internal(m),
             })?;
         self.wait_live(&pod, &source).await?;
+        self.pods.record_uuid(&pod, &source).await;
         std::fs::create_dir_all(&target)
             .map_err(|e| Status::internal(format!("creating {}: {e}", target.display())))?;
         mounts::bind(&source, &target, read_only).map_err(Status::internal)?;

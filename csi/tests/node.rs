@@ -394,3 +394,47 @@ async fn a_mount_pod_deleted_while_in_use_is_replaced_and_targets_rebound() {
     rig.unpublish("pv-8", &t).await.unwrap();
     eventually("no Mount Pod left", 20, || rig.mount_pods().is_empty()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_last_mount_pod_of_a_volume_cleans_its_cache_when_asked() {
+    let rig = Rig::start(Duration::from_secs(30)).await;
+    let secrets = rig.volume_secrets("cleaned");
+    let cache = rig.tmp.path().join("node-cache");
+    let t = rig.target("pod-a", "pv-9");
+    let mut req = rig.publish_request("pv-9", &t, &secrets);
+    req.volume_context
+        .insert("juicefs/clean-cache".into(), "true".into());
+    req.volume_context.insert(
+        "mountOptions".into(),
+        format!("cache-dir={},free-space-ratio=0.01", cache.display()),
+    );
+    rig.node.clone().node_publish_volume(req).await.unwrap();
+    std::fs::write(format!("{t}/f"), vec![5u8; 3 << 20]).unwrap();
+    assert_eq!(std::fs::read(format!("{t}/f")).unwrap().len(), 3 << 20);
+    let pod = rig.mount_pods().remove(0);
+    let uuid = pod
+        .annotations()
+        .get("juicefs-uuid")
+        .cloned()
+        .expect("the node recorded the volume UUID");
+    let raw = cache.join(&uuid).join("raw");
+    eventually("blocks in the node's cache", 10, || {
+        std::fs::read_dir(raw.join("chunks")).is_ok()
+    })
+    .await;
+
+    rig.unpublish("pv-9", &t).await.unwrap();
+    eventually("the cache-clean Job ran", 20, || {
+        rig.api
+            .list::<k8s_openapi::api::batch::v1::Job>()
+            .iter()
+            .any(|j| j.status.as_ref().and_then(|s| s.succeeded) == Some(1))
+    })
+    .await;
+    let jobs = rig.api.list::<k8s_openapi::api::batch::v1::Job>();
+    assert_eq!(jobs.len(), 1);
+    let spec = jobs[0].spec.clone().unwrap().template.spec.unwrap();
+    assert_eq!(spec.node_name.as_deref(), Some(common::NODE));
+    assert!(!raw.exists(), "the volume's cache is gone");
+    assert!(cache.exists(), "only the volume's own directory is removed");
+}

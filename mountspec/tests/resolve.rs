@@ -429,6 +429,48 @@ fn mount_pods_keep_the_go_driver_contract() {
     assert!(c.restart_policy.is_none() && c.startup_probe.is_none());
     let text = serde_json::to_string(&p).unwrap();
     assert!(!text.contains("s3cretpw") && !text.contains("wJalrSECRETKEY"));
+    // The default cache directory is kept on the node.
+    let cache = &spec.volumes.as_ref().unwrap()[1];
+    assert_eq!(cache.name, "cachedir-0");
+    assert_eq!(cache.host_path.as_ref().unwrap().path, "/var/jfsCache");
+    assert!(
+        c.volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.name == "cachedir-0" && m.mount_path == "/var/jfsCache")
+    );
+
+    // Given cache directories become one hostPath each; `memory` none.
+    let attrs = json!({"mountOptions": "cache-dir=/mnt/ssd1:memory:/mnt/ssd2"});
+    let s = setting_with(&secret(), &pv(attrs, json!({})), &pvc(json!({})), &cfg).unwrap();
+    assert_eq!(
+        jfs_mountspec::pod::cache_dirs(&s),
+        vec!["/mnt/ssd1".to_string(), "/mnt/ssd2".to_string()]
+    );
+    let p = mount_pod(
+        &s,
+        &MountPodParams {
+            node_name: "node-1".into(),
+            namespace: "kube-system".into(),
+            suffix: "abcdef".into(),
+            host_mount_dir: "/var/lib/juicefs/volume".into(),
+            secret_name: "x".into(),
+            priority_class: None,
+        },
+    );
+    let paths: Vec<String> = p
+        .spec
+        .unwrap()
+        .volumes
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.host_path.as_ref().map(|h| h.path.clone()))
+        .collect();
+    assert_eq!(
+        paths,
+        vec!["/var/lib/juicefs/volume", "/mnt/ssd1", "/mnt/ssd2"]
+    );
 }
 
 #[test]

@@ -18,6 +18,7 @@ struct Mounted {
     meta: Arc<dyn Meta>,
     sid: Option<u64>,
     name: String,
+    uuid: String,
 }
 
 /// A dead FUSE mount (client killed) answers ENOTCONN: lazily unmount it so we can mount
@@ -165,6 +166,7 @@ async fn setup(meta_url: &str, mp: &Path, o: &MountOptions) -> Result<Mounted, S
         meta: m,
         sid,
         name: f.name,
+        uuid: f.uuid,
     })
 }
 
@@ -476,6 +478,7 @@ fn config_json(meta_url: &str, mp: &Path, o: &MountOptions, mounted: &Mounted) -
     let v = serde_json::json!({
         "Meta": {"Url": meta::url::redact(meta_url)},
         "Name": mounted.name,
+        "UUID": mounted.uuid,
         "Mountpoint": mp.display().to_string(),
         "Pid": std::process::id(),
         "Version": env!("CARGO_PKG_VERSION"),

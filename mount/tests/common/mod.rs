@@ -357,7 +357,9 @@ impl Mount {
     pub fn ours(v: &Volume, mp: &Path, extra: &[&str]) -> Mount {
         let mut c = Command::new(OURS);
         // Each volume's caches in its own directory, not the host's /var/jfsCache.
-        c.arg("mount").arg("--cache-dir").arg(v.dir.path().join("cache-ours"));
+        c.arg("mount")
+            .arg("--cache-dir")
+            .arg(v.dir.path().join("cache-ours"));
         c.args(extra).arg(&v.meta).arg(mp);
         Mount::start(c, mp)
     }
