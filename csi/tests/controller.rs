@@ -299,7 +299,6 @@ async fn delete_volume_removes_only_what_it_owns() {
         } else {
             Default::default()
         },
-        ..Default::default()
     };
     c.delete_volume(del("pvc-gone", true)).await.unwrap();
     c.delete_volume(del("pv-shared-1", true)).await.unwrap();

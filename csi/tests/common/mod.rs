@@ -289,6 +289,22 @@ fn set_status(api: &FakeApi, name: &str, phase: &str, restarts: u32, exit: Optio
     api.put(&pod);
 }
 
+/// What the kubelet does to a deleted pod's container: SIGTERM, then SIGKILL after a (short)
+/// grace period.
+fn stop(p: &mut Proc) {
+    if !matches!(p.child.try_wait(), Ok(None)) {
+        return;
+    }
+    let since = *p.terminating.get_or_insert_with(std::time::Instant::now);
+    let sig = if since.elapsed() > Duration::from_secs(2) {
+        libc::SIGKILL
+    } else {
+        libc::SIGTERM
+    };
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(p.child.id() as i32, sig) };
+}
+
 /// The kubelet: starts Mount Pods' containers, restarts failed ones, stops deleted ones.
 async fn kubelet_runner(
     api: FakeApi,
@@ -349,19 +365,7 @@ async fn kubelet_runner(
                         set_status(&api, &name, "Running", 0, None);
                     }
                 }
-                Some(p) if deleting => {
-                    if p.child.try_wait().ok().flatten().is_none() {
-                        // The kubelet: SIGTERM, then SIGKILL after a (short) grace period.
-                        let since = *p.terminating.get_or_insert_with(std::time::Instant::now);
-                        let sig = if since.elapsed() > Duration::from_secs(2) {
-                            libc::SIGKILL
-                        } else {
-                            libc::SIGTERM
-                        };
-                        // SAFETY: plain kill(2) on our own child.
-                        unsafe { libc::kill(p.child.id() as i32, sig) };
-                    }
-                }
+                Some(p) if deleting => stop(p),
                 Some(p) => {
                     if let Ok(Some(st)) = p.child.try_wait() {
                         api.set_log(
@@ -389,15 +393,8 @@ async fn kubelet_runner(
         let live: std::collections::HashSet<String> =
             api.list::<Pod>().iter().map(|p| p.name_any()).collect();
         for (name, p) in procs.lock().unwrap().iter_mut() {
-            if !live.contains(name) && matches!(p.child.try_wait(), Ok(None)) {
-                let since = *p.terminating.get_or_insert_with(std::time::Instant::now);
-                let sig = if since.elapsed() > Duration::from_secs(2) {
-                    libc::SIGKILL
-                } else {
-                    libc::SIGTERM
-                };
-                // SAFETY: plain kill(2) on our own child.
-                unsafe { libc::kill(p.child.id() as i32, sig) };
+            if !live.contains(name) {
+                stop(p);
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
