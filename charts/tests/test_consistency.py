@@ -302,8 +302,13 @@ def test_node_plugin_paths_agree(values):
     env = {e["name"]: e for e in plugin["env"]}
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
-    # The plugin watches its Mount Pods on the API server: no kubelet polling, no host IP.
-    assert "--poll-kubelet" not in plugin["args"] and "HOST_IP" not in env
+    # The kubelet's /pods (node IP from the downward API) only when asked for.
+    polling = v["node"]["ifPollingKubelet"]
+    assert ("--kubelet-url=https://$(HOST_IP):10250" in plugin["args"]) == polling
+    if polling:
+        assert env["HOST_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"
+    else:
+        assert "HOST_IP" not in env
 
 
 @pytest.mark.parametrize("values", [{}, None], ids=["default", "values-all"])

@@ -19,6 +19,7 @@ pub mod mountpods;
 pub mod mounts;
 pub mod node;
 pub mod orphans;
+pub mod podlist;
 pub mod ratelimit;
 pub mod recovery;
 pub mod server;

@@ -66,10 +66,59 @@ pub async fn pass(pods: &MountPods) {
     }
 }
 
-/// Runs `pass` on every watch change and every 2 s.
-pub async fn run(pods: Arc<MountPods>) {
+/// Drops references whose app pod is no longer on this node and whose target is not
+/// mounted: nothing will ever unpublish them, and they would keep the Mount Pod for ever.
+pub async fn sweep_stale_refs(pods: &MountPods, lister: &crate::podlist::PodLister) -> usize {
+    let live = match lister.uids().await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!("checking references: {e}");
+            return 0;
+        }
+    };
+    let mut dropped = 0;
+    for p in pods.pods() {
+        if is_gone(&p) {
+            continue;
+        }
+        let volume = p
+            .labels()
+            .get(jfs_mountspec::pod::LABEL_VOLUME_ID)
+            .cloned()
+            .unwrap_or_default();
+        for t in target::refs(p.metadata.annotations.as_ref()) {
+            let owner = target::pod_uid(&t, &pods.cfg.kubelet_dir);
+            let gone = owner.is_some_and(|u| !live.contains(&u));
+            if gone && mounts::mount_count(std::path::Path::new(&t)) == 0 {
+                match pods.release(&volume, &t).await {
+                    Ok(_) => {
+                        tracing::info!(pod = %p.name_any(), target = %t, "dropped the reference of an app pod that is gone");
+                        dropped += 1;
+                    }
+                    Err(e) => tracing::warn!(target = %t, "dropping a stale reference: {e}"),
+                }
+            }
+        }
+    }
+    dropped
+}
+
+/// Runs `pass` on every watch change and every 2 s, and the stale-reference sweep every
+/// `sweep_every` when given a pod lister.
+pub async fn run(
+    pods: Arc<MountPods>,
+    lister: Option<crate::podlist::PodLister>,
+    sweep_every: Duration,
+) {
+    let mut last_sweep = tokio::time::Instant::now();
     loop {
         pass(&pods).await;
+        if let Some(l) = &lister
+            && last_sweep.elapsed() >= sweep_every
+        {
+            sweep_stale_refs(&pods, l).await;
+            last_sweep = tokio::time::Instant::now();
+        }
         tokio::select! {
             _ = pods.changed.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}

@@ -75,6 +75,10 @@ enum Role {
         /// How long a publish waits for the client's mount, in seconds.
         #[arg(long, default_value_t = 60)]
         ready_timeout: u64,
+        /// The kubelet's API (`https://$(HOST_IP):10250`), to list this node's pods without the
+        /// API server; the API server is used when it is not given or refuses.
+        #[arg(long)]
+        kubelet_url: Option<String>,
     },
     /// Controller plugin: CreateVolume, DeleteVolume, expansion.
     Controller {
@@ -161,6 +165,7 @@ async fn run(a: Args) -> Result<(), String> {
             config,
             mount_priority_class,
             ready_timeout,
+            kubelet_url,
         } => {
             let nodes: kube::Api<Node> = kube::Api::all(client.clone());
             let node_labels = match nodes.get_opt(&node_id).await {
@@ -184,13 +189,24 @@ async fn run(a: Args) -> Result<(), String> {
                     ready_timeout: Duration::from_secs(ready_timeout),
                 },
             );
+            let kubelet = match &kubelet_url {
+                Some(u) => match jfs_csi::podlist::kubelet_client(u).await {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::warn!("kubelet client for {u}: {e}; using the API server");
+                        None
+                    }
+                },
+                None => None,
+            };
+            let lister = jfs_csi::podlist::PodLister::new(kubelet, client.clone(), &node_id);
             {
                 let (pods, ready) = (pods.clone(), ready.clone());
                 tokio::spawn(async move {
                     pods.synced().await;
                     ready.store(true, Ordering::Relaxed);
                     tracing::info!("Mount Pod cache synced: ready");
-                    jfs_csi::recovery::run(pods).await;
+                    jfs_csi::recovery::run(pods, Some(lister), Duration::from_secs(60)).await;
                 });
             }
             serve_metrics(a.metrics_port, Some(pods.clone())).await?;

@@ -77,7 +77,11 @@ impl Rig {
         };
         let pods = MountPods::start(api.client(), cfg);
         pods.synced().await;
-        tokio::spawn(jfs_csi::recovery::run(pods.clone()));
+        tokio::spawn(jfs_csi::recovery::run(
+            pods.clone(),
+            None,
+            Duration::from_secs(3600),
+        ));
         let events = jfs_csi::events::Events::new(api.client(), "csi.juicefs.com", NODE);
         let node = NodeService::new(pods.clone(), events, None, BTreeMap::new());
         let sock = tmp.path().join("csi.sock");
