@@ -348,6 +348,59 @@ async fn read_only_targets_refuse_writes_and_stats_report_usage() {
         .unwrap()
         .into_inner();
     assert_eq!(probe.ready, Some(true));
+    let caps = rig
+        .identity
+        .clone()
+        .get_plugin_capabilities(GetPluginCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        caps.capabilities.is_empty(),
+        "a node plugin offers no controller service"
+    );
+    let ncaps = rig
+        .node
+        .clone()
+        .node_get_capabilities(NodeGetCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let kinds: Vec<i32> = ncaps
+        .capabilities
+        .iter()
+        .filter_map(|c| match &c.r#type {
+            Some(node_service_capability::Type::Rpc(r)) => Some(r.r#type),
+            _ => None,
+        })
+        .collect();
+    use node_service_capability::rpc::Type;
+    assert_eq!(
+        kinds,
+        vec![Type::GetVolumeStats as i32, Type::VolumeCondition as i32],
+        "no STAGE_UNSTAGE, no EXPAND"
+    );
+    let e = rig
+        .node
+        .clone()
+        .node_stage_volume(NodeStageVolumeRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unimplemented);
+    let e = rig
+        .node
+        .clone()
+        .node_unstage_volume(NodeUnstageVolumeRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unimplemented);
+    let e = rig
+        .node
+        .clone()
+        .node_expand_volume(NodeExpandVolumeRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unimplemented);
     rig.unpublish("pv-7", &ro).await.unwrap();
     rig.unpublish("pv-7", &rw).await.unwrap();
 }
