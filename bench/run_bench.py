@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Side-by-side client benchmark on identical backends (SQLite metadata + local directory).
+"""Side-by-side client benchmark on identical backends: SQLite metadata + local directory
+(with bindfs over the same disk as the FUSE floor) and Redis + the local S3 server.
 
-Clients: ours (target/release/juicefs), the reference JuiceFS 0.14.2, and bindfs over the
-same disk as the FUSE floor. Workloads: sequential write then cold read of a 1 GiB file
-with 1 MiB blocks (fio), and 10,000 small files (4 KiB create+write+close, stat, read,
-unlink). Reports MiB/s, ops/s and each client's peak RSS, and our ratio to the reference.
+Clients: ours (target/release/juicefs) and the reference JuiceFS 0.14.2, each with its disk
+cache in the work directory. Workloads: sequential write of a 1 GiB file with 1 MiB blocks
+(fio), cold read (new client process, empty client cache, kernel caches dropped), warm read
+(new process, kernel caches dropped, the client's disk cache filled by the cold read),
+random 4 KiB reads over the file for 20 s (caches warm), 10,000 small files (4 KiB
+create+write+close, stat, read, unlink) and `ls -l` of their directory. Reports MiB/s,
+ops/s, seconds and each client's peak RSS, and our ratio to the reference.
 
-Usage: bench/run.sh [--size-mib 1024] [--files 10000] [--out docs/BENCHMARKS.md]
+Usage: bench/run.sh [--size-mib 1024] [--files 10000] [--rounds 2] [--backends sqlite-file,redis-s3]
 """
 
 import argparse
@@ -86,30 +90,52 @@ class Client:
             self.proc.wait()
 
 
+class Backend:
+    """Where a volume's metadata and data live."""
+
+    def __init__(self, kind, work):
+        self.kind = kind
+        if kind == "sqlite-file":
+            self.meta = f"sqlite3://{work}/meta.db"
+            self.storage = ["--storage", "file", "--bucket", f"{work}/data"]
+        else:
+            sh("redis-cli", "-n", "14", "FLUSHDB")
+            self.meta = "redis://127.0.0.1:6379/14"
+            ak, sk = os.environ.get("JFS_TEST_S3_KEYS", "jfstest:jfstestsecret").split(":", 1)
+            bucket = "bench" + os.path.basename(work).replace("_", "").replace("-", "").lower()[-12:]
+            endpoint = os.environ.get("JFS_TEST_S3_ENDPOINT", "http://127.0.0.1:9900")
+            # s3s-fs serves each directory under its root as a bucket.
+            os.makedirs(os.path.join(os.environ.get("JFS_TEST_S3_DIR", "/tmp/jfs-s3"), bucket), exist_ok=True)
+            self.storage = ["--storage", "s3", "--bucket", f"{endpoint}/{bucket}", "--access-key", ak, "--secret-key", sk]
+
+
+CACHE_MIB = "10240"
+
+
 class Ours(Client):
-    def __init__(self, work):
+    def __init__(self, work, backend):
         super().__init__("ours", work)
-        self.meta = f"sqlite3://{work}/meta.db"
-        sh(OURS, "format", self.meta, "bench", "--storage", "file", "--bucket", f"{work}/data")
+        self.meta = backend.meta
+        sh(OURS, "format", self.meta, "bench", *backend.storage)
 
     def command(self):
-        return [OURS, "mount", self.meta, self.mp]
+        return [OURS, "mount", self.meta, self.mp, "--cache-dir", f"{self.work}/cache", "--cache-size", CACHE_MIB,
+                "-o", "free-space-ratio=0.01"]
 
 
 class Reference(Client):
-    def __init__(self, work):
+    def __init__(self, work, backend):
         super().__init__("reference 0.14.2", work)
-        self.meta = f"sqlite3://{work}/meta.db"
-        sh(REF, "format", "--storage", "file", "--bucket", f"{work}/data", self.meta, "bench")
+        self.meta = backend.meta
+        sh(REF, "format", *backend.storage, self.meta, "bench")
 
     def command(self):
-        # Its disk cache would turn the cold read into a local-disk read: keep it off.
-        return [REF, "mount", "--no-usage-report", "--cache-size", "0", "--cache-dir", f"{self.work}/cache",
-                "--metrics", "127.0.0.1:0", self.meta, self.mp]
+        return [REF, "mount", "--no-usage-report", "--cache-size", CACHE_MIB, "--cache-dir", f"{self.work}/cache",
+                "--free-space-ratio", "0.01", "--metrics", "127.0.0.1:0", self.meta, self.mp]
 
 
 class Bindfs(Client):
-    def __init__(self, work):
+    def __init__(self, work, backend=None):
         super().__init__("bindfs (FUSE floor)", work)
         os.makedirs(f"{work}/src", exist_ok=True)
 
@@ -122,6 +148,16 @@ def fio(mp, rw, size_mib):
              "--ioengine=psync", "--end_fsync=1" if rw == "write" else "--invalidate=1", "--output-format=json")
     job = json.loads(out.stdout)["jobs"][0]
     return job["write" if rw == "write" else "read"]["bw"] / 1024.0  # KiB/s -> MiB/s
+
+
+def rand_read(mp, size_mib, seconds=20):
+    out = sh("fio", "--name=rand", f"--filename={mp}/big", "--rw=randread", "--bs=4k", f"--size={size_mib}M",
+             "--ioengine=psync", "--invalidate=1", "--time_based", f"--runtime={seconds}", "--output-format=json")
+    return json.loads(out.stdout)["jobs"][0]["read"]["iops"]
+
+
+def clear_cache(work):
+    shutil.rmtree(os.path.join(work, "cache"), ignore_errors=True)
 
 
 def small_files(mp, n):
@@ -146,6 +182,10 @@ def small_files(mp, n):
         assert os.read(fd, 8192) == payload
         os.close(fd)
     res["read"] = n / (time.perf_counter() - t)
+    time.sleep(1.5)  # past the kernel's 1 s attribute and entry caches
+    t = time.perf_counter()
+    subprocess.run(["ls", "-l", d], check=True, stdout=subprocess.DEVNULL)
+    res["ls"] = time.perf_counter() - t
     t = time.perf_counter()
     for p in names:
         os.unlink(p)
@@ -158,14 +198,52 @@ def run(client, size_mib, files):
     client.start()
     r["seq_write"] = fio(client.mp, "write", size_mib)
     client.stop()
+    clear_cache(client.work)
     drop_caches()
-    client.start()  # a fresh process: nothing cached in the client either
+    client.start()  # a fresh process with an empty cache: every block from the backend
     r["seq_read"] = fio(client.mp, "read", size_mib)
+    client.stop()
+    time.sleep(1)  # cache writes land
+    drop_caches()
+    client.start()  # a fresh process on a full disk cache
+    r["warm_read"] = fio(client.mp, "read", size_mib)
+    r["rand_read"] = rand_read(client.mp, size_mib)
     os.unlink(os.path.join(client.mp, "big"))
     r.update({f"small_{k}": v for k, v in small_files(client.mp, files).items()})
     client.stop()
     r["rss_mib"] = client.peak_rss_kib / 1024.0
     return r
+
+
+ROWS = [
+    ("Sequential write, 1 MiB blocks (MiB/s)", "seq_write", "{:.0f}"),
+    ("Sequential read, cold (MiB/s)", "seq_read", "{:.0f}"),
+    ("Sequential read, warm client cache (MiB/s)", "warm_read", "{:.0f}"),
+    ("Random 4 KiB reads, caches warm (IOPS)", "rand_read", "{:.0f}"),
+    ("Small files: create+write 4 KiB+close (ops/s)", "small_create", "{:.0f}"),
+    ("Small files: stat (ops/s)", "small_stat", "{:.0f}"),
+    ("Small files: read (ops/s)", "small_read", "{:.0f}"),
+    ("Small files: unlink (ops/s)", "small_unlink", "{:.0f}"),
+    ("`ls -l` of 10,000 entries (s, lower is better)", "small_ls", "{:.2f}"),
+    ("Peak RSS of the client (MiB, lower is better)", "rss_mib", "{:.0f}"),
+]
+ORDER = ["ours", "reference 0.14.2", "bindfs (FUSE floor)"]
+
+
+def table(results):
+    names = list(results)
+    ours, ref = results[names[0]], results[names[1]]
+    lines = ["| workload | " + " | ".join(names) + " | ours vs reference (> 1: ours better) |", "|---" * (len(names) + 2) + "|"]
+    for label, key, fmt in ROWS:
+        lower_better = "lower is better" in label
+        a, b = (ref[key], ours[key]) if lower_better else (ours[key], ref[key])
+        ratio = a / b if b else float("nan")
+        lines.append(f"| {label} | " + " | ".join(fmt.format(results[n][key]) for n in names) + f" | {ratio:.2f}x |")
+    if len(names) > 2:
+        floor = results[names[2]]
+        for key, what in (("seq_write", "write"), ("seq_read", "cold read")):
+            lines.append(f"| ours / bindfs, sequential {what} | | | | {ours[key] / floor[key]:.2f}x |")
+    return "\n".join(lines)
 
 
 def main():
@@ -175,54 +253,40 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"))
     ap.add_argument("--dir", default="/var/tmp", help="where backends live (same disk for all)")
     ap.add_argument("--rounds", type=int, default=2, help="rounds, client order alternating; the mean is reported")
+    ap.add_argument("--backends", default="sqlite-file,redis-s3")
     a = ap.parse_args()
-    runs = {}
-    order = [Ours, Reference, Bindfs]
-    for rnd in range(a.rounds):
-        for cls in (order if rnd % 2 == 0 else list(reversed(order))):
-            subprocess.run(["sync"])
-            time.sleep(2)  # let the previous client's dirty pages drain
-            work = tempfile.mkdtemp(prefix="jfs-bench-", dir=a.dir)
-            c = cls(work)
-            try:
-                r = run(c, a.size_mib, a.files)
-            finally:
-                if c.proc and c.proc.poll() is None:
-                    c.stop()
-                shutil.rmtree(work, ignore_errors=True)
-            runs.setdefault(c.name, []).append(r)
-            print(f"round {rnd + 1}", c.name, json.dumps(r), flush=True)
-    results = {}
-    for name, rs in runs.items():
-        results[name] = {k: sum(r[k] for r in rs) / len(rs) for k in rs[0]}
-    # Keep the column order ours, reference, bindfs.
-    results = {k: results[k] for k in sorted(results, key=lambda n: ["ours", "reference 0.14.2", "bindfs (FUSE floor)"].index(n))}
-
-    rows = [
-        ("Sequential write, 1 MiB blocks (MiB/s)", "seq_write", "{:.0f}"),
-        ("Sequential read, cold (MiB/s)", "seq_read", "{:.0f}"),
-        ("Small files: create+write 4 KiB+close (ops/s)", "small_create", "{:.0f}"),
-        ("Small files: stat (ops/s)", "small_stat", "{:.0f}"),
-        ("Small files: read (ops/s)", "small_read", "{:.0f}"),
-        ("Small files: unlink (ops/s)", "small_unlink", "{:.0f}"),
-        ("Peak RSS of the client (MiB)", "rss_mib", "{:.0f}"),
-    ]
-    names = list(results)
-    ours, ref = results[names[0]], results[names[1]]
-    lines = ["| workload | " + " | ".join(names) + " | ours / reference |", "|---" * (len(names) + 2) + "|"]
-    for label, key, fmt in rows:
-        ratio = ours[key] / ref[key] if ref[key] else float("nan")
-        lines.append(f"| {label} | " + " | ".join(fmt.format(results[n][key]) for n in names) + f" | {ratio:.2f}x |")
-    table = "\n".join(lines)
-    print(table)
+    tables = []
+    for kind in a.backends.split(","):
+        runs = {}
+        order = [Ours, Reference] + ([Bindfs] if kind == "sqlite-file" else [])
+        for rnd in range(a.rounds):
+            for cls in (order if rnd % 2 == 0 else list(reversed(order))):
+                subprocess.run(["sync"])
+                time.sleep(2)  # let the previous client's dirty pages drain
+                work = tempfile.mkdtemp(prefix="jfs-bench-", dir=a.dir)
+                c = cls(work, Backend(kind, work))
+                try:
+                    r = run(c, a.size_mib, a.files)
+                finally:
+                    if c.proc and c.proc.poll() is None:
+                        c.stop()
+                    shutil.rmtree(work, ignore_errors=True)
+                runs.setdefault(c.name, []).append(r)
+                print(kind, f"round {rnd + 1}", c.name, json.dumps(r), flush=True)
+        results = {name: {k: sum(r[k] for r in rs) / len(rs) for k in rs[0]} for name, rs in runs.items()}
+        results = {k: results[k] for k in sorted(results, key=ORDER.index)}
+        t = table(results)
+        print(t)
+        label = "SQLite + local directory" if kind == "sqlite-file" else "Redis + S3 (s3s-fs on loopback)"
+        tables.append(f"### {label}\n\n{t}\n")
     cmd = "bench/run.sh " + " ".join(sys.argv[1:])
     host = f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 30} GiB"
     doc = open(a.out).read() if os.path.exists(a.out) else "# Benchmarks\n"
-    section = (f"<!-- client-core:start -->\n## Client core: ours vs reference 0.14.2 vs bindfs\n\n"
+    section = (f"<!-- client-core:start -->\n## Client: ours vs reference 0.14.2 vs bindfs\n\n"
                f"Command: `{cmd.strip()}` ({time.strftime('%Y-%m-%d')}, {host}, {a.size_mib} MiB file, "
-               f"{a.files} small files, SQLite + local directory on the same disk for every client, "
-               f"mean of {a.rounds} rounds with the client order alternating). For RSS lower is better; "
-               f"for the rest higher is better.\n\n{table}\n"
+               f"{a.files} small files, every client on identical backends on the same disk, disk caches of "
+               f"{CACHE_MIB} MiB in the work directory, mean of {a.rounds} rounds with the client order "
+               f"alternating). Higher is better unless the row says otherwise.\n\n" + "\n".join(tables) +
                f"<!-- client-core:end -->")
     if "<!-- client-core:start -->" in doc:
         pre, rest = doc.split("<!-- client-core:start -->", 1)

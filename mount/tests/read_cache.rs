@@ -153,6 +153,25 @@ fn sequential_reads_fetch_each_block_once_and_the_disk_cache_serves_the_second()
         // A new client process: nothing in memory, everything on the disk cache.
         let c = Client::start(&meta, &mp, &opts);
         let base = c.gets();
+        // Random 4 KiB reads (answered from the cache files by positioned reads) are right.
+        {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::File::open(&file).unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+            for _ in 0..300 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let off = x % ((1 << 30) - 4096);
+                f.read_exact_at(&mut buf, off).unwrap();
+                for (k, b) in buf.iter().enumerate() {
+                    let pos = off + k as u64;
+                    let (i, j) = (pos >> 20, pos & ((1 << 20) - 1));
+                    assert_eq!(*b, ((i * 31 + j * 7) % 251) as u8, "byte {pos}");
+                }
+            }
+        }
         assert_eq!(read_all(&file), expected);
         assert_eq!(
             c.gets() - base,

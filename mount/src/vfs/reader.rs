@@ -145,12 +145,34 @@ impl BlockCache {
         r
     }
 
-    /// A block this client just wrote: keep it on disk for later reads (not in memory,
-    /// where it would push out what readers use).
-    pub fn written(&self, id: u64, index: u32, data: &Bytes) {
-        if let Some(d) = &self.disk {
-            d.store(id, index, data.clone());
+    /// `len` bytes at `off` of a block, for a random reader: from memory when the block is
+    /// there, else straight from its disk cache file, else the whole block as usual.
+    pub async fn read_range(
+        &self,
+        store: &ObjectStore,
+        id: u64,
+        index: u32,
+        size: u32,
+        off: usize,
+        len: usize,
+    ) -> Result<Bytes, Error> {
+        let cached = self
+            .lru
+            .lock()
+            .ok()
+            .and_then(|l| l.map.get(&(id, index)).and_then(|e| e.cell.get().cloned()));
+        if let Some(b) = cached {
+            crate::metrics::METRICS.block_cache(true);
+            return Ok(b.slice(off..(off + len).min(b.len())));
         }
+        if let Some(d) = &self.disk
+            && let Some(b) = d.load_range(id, index, size, off, len).await
+        {
+            crate::metrics::METRICS.block_cache(true);
+            return Ok(b);
+        }
+        let b = self.get(store, id, index, size).await?;
+        Ok(b.slice(off..(off + len).min(b.len())))
     }
 
     /// Forgets the blocks of a slice whose objects are being deleted.
@@ -274,8 +296,18 @@ impl Reader<'_> {
             return Ok(None);
         }
         let in_block = (slice_off % bs) as usize;
+        let len = (end - off) as usize;
+        if self.ahead == 0 {
+            // A random reader: only the bytes asked for.
+            let blen = self.store.block_len(p.size, index as u32);
+            let b = self
+                .cache
+                .read_range(self.store, p.id, index as u32, blen, in_block, len)
+                .await?;
+            return Ok(Some(b));
+        }
         let block = self.fetch(p, index as u32, in_block).await?;
-        Ok(Some(block.slice(in_block..in_block + (end - off) as usize)))
+        Ok(Some(block.slice(in_block..in_block + len)))
     }
 
     async fn read_slice(&self, p: &Slice, slice_off: u64, dst: &mut [u8]) -> Result<(), Error> {

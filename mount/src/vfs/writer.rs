@@ -87,7 +87,6 @@ pub struct FileWriter {
     ino: Ino,
     meta: Arc<dyn Meta>,
     store: ObjectStore,
-    cache: Arc<super::reader::BlockCache>,
     limits: WriteLimits,
     state: tokio::sync::Mutex<State>,
     on_commit: Arc<dyn Fn(Ino) + Send + Sync>,
@@ -98,7 +97,6 @@ impl FileWriter {
         ino: Ino,
         meta: Arc<dyn Meta>,
         store: ObjectStore,
-        cache: Arc<super::reader::BlockCache>,
         limits: WriteLimits,
         on_commit: Arc<dyn Fn(Ino) + Send + Sync>,
     ) -> FileWriter {
@@ -106,7 +104,6 @@ impl FileWriter {
             ino,
             meta,
             store,
-            cache,
             limits,
             state: tokio::sync::Mutex::new(State::default()),
             on_commit,
@@ -243,7 +240,6 @@ impl FileWriter {
         let index = s.uploads.len() as u32;
         s.uploads.push(BlockUpload::Running(spawn_upload(
             self.store.clone(),
-            self.cache.clone(),
             s.id,
             index,
             block,
@@ -318,23 +314,12 @@ impl FileWriter {
     }
 }
 
-fn spawn_upload(
-    store: ObjectStore,
-    cache: Arc<super::reader::BlockCache>,
-    id: u64,
-    index: u32,
-    block: Bytes,
-) -> Upload {
+fn spawn_upload(store: ObjectStore, id: u64, index: u32, block: Bytes) -> Upload {
     tokio::spawn(async move {
-        store
-            .put_block(id, index, block.clone())
-            .await
-            .map_err(|e| {
-                tracing::error!("upload of slice {id} block {index} failed: {e}");
-                Error::Io(e.to_string())
-            })?;
-        cache.written(id, index, &block);
-        Ok(())
+        store.put_block(id, index, block).await.map_err(|e| {
+            tracing::error!("upload of slice {id} block {index} failed: {e}");
+            Error::Io(e.to_string())
+        })
     })
 }
 
