@@ -221,6 +221,7 @@ impl Vfs {
             ino,
             self.meta.clone(),
             self.store.clone(),
+            self.cache.clone(),
             writer::WriteLimits {
                 max_uploads: self.cfg.max_uploads.max(1),
                 max_buffered: (self.cfg.buffer_bytes / 4 * 3).max(8 << 20),

@@ -175,6 +175,14 @@ impl BlockCache {
         Ok(b.slice(off..(off + len).min(b.len())))
     }
 
+    /// A block this client just wrote: kept on disk for later reads (not in memory, where
+    /// it would push out what readers use).
+    pub fn written(&self, id: u64, index: u32, data: &Bytes) {
+        if let Some(d) = &self.disk {
+            d.store(id, index, data.clone());
+        }
+    }
+
     /// Forgets the blocks of a slice whose objects are being deleted.
     pub fn forget_slice(&self, id: u64, size: u32) {
         if let Ok(mut g) = self.lru.lock() {

@@ -87,6 +87,7 @@ pub struct FileWriter {
     ino: Ino,
     meta: Arc<dyn Meta>,
     store: ObjectStore,
+    cache: Arc<super::reader::BlockCache>,
     limits: WriteLimits,
     state: tokio::sync::Mutex<State>,
     on_commit: Arc<dyn Fn(Ino) + Send + Sync>,
@@ -97,6 +98,7 @@ impl FileWriter {
         ino: Ino,
         meta: Arc<dyn Meta>,
         store: ObjectStore,
+        cache: Arc<super::reader::BlockCache>,
         limits: WriteLimits,
         on_commit: Arc<dyn Fn(Ino) + Send + Sync>,
     ) -> FileWriter {
@@ -104,6 +106,7 @@ impl FileWriter {
             ino,
             meta,
             store,
+            cache,
             limits,
             state: tokio::sync::Mutex::new(State::default()),
             on_commit,
@@ -240,6 +243,7 @@ impl FileWriter {
         let index = s.uploads.len() as u32;
         s.uploads.push(BlockUpload::Running(spawn_upload(
             self.store.clone(),
+            self.cache.clone(),
             s.id,
             index,
             block,
@@ -314,12 +318,29 @@ impl FileWriter {
     }
 }
 
-fn spawn_upload(store: ObjectStore, id: u64, index: u32, block: Bytes) -> Upload {
+/// Uploads one block. A partial block (a small file, a file's tail) also goes to the disk
+/// cache, so reading it back stays local; full blocks do not: on one disk, caching them
+/// halved sequential writes.
+fn spawn_upload(
+    store: ObjectStore,
+    cache: Arc<super::reader::BlockCache>,
+    id: u64,
+    index: u32,
+    block: Bytes,
+) -> Upload {
     tokio::spawn(async move {
-        store.put_block(id, index, block).await.map_err(|e| {
-            tracing::error!("upload of slice {id} block {index} failed: {e}");
-            Error::Io(e.to_string())
-        })
+        let partial = (block.len() as u64) < store.block_size();
+        store
+            .put_block(id, index, block.clone())
+            .await
+            .map_err(|e| {
+                tracing::error!("upload of slice {id} block {index} failed: {e}");
+                Error::Io(e.to_string())
+            })?;
+        if partial {
+            cache.written(id, index, &block);
+        }
+        Ok(())
     })
 }
 
