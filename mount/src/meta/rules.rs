@@ -27,6 +27,23 @@ pub fn check_xattr_name(name: &str) -> Result<()> {
 
 /// Space a file of `len` bytes is charged: JuiceFS rounds up to 4 KiB, and an empty file
 /// (or any other inode) costs one 4 KiB unit.
+/// The fallocate(2) modes both engines serve (0, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE,
+/// ZERO_RANGE); returns the end of the range.
+pub fn check_fallocate(mode: i32, off: u64, len: u64) -> Result<u64> {
+    let supported =
+        libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
+    if mode & !supported != 0 {
+        return Err(MetaError::Invalid(format!(
+            "fallocate mode {mode:#x} is not supported"
+        )));
+    }
+    if mode & libc::FALLOC_FL_PUNCH_HOLE != 0 && mode & libc::FALLOC_FL_KEEP_SIZE == 0 {
+        return Err(MetaError::Invalid("PUNCH_HOLE needs KEEP_SIZE".into()));
+    }
+    off.checked_add(len)
+        .ok_or(MetaError::Invalid("range overflows".into()))
+}
+
 pub fn align4k(len: u64) -> i64 {
     if len == 0 {
         return 4096;

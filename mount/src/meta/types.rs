@@ -145,6 +145,29 @@ pub struct SetAttr {
     pub size: Option<u64>,
 }
 
+impl SetAttr {
+    /// Applies the owner, mode and time changes (not `size`, which truncates) to `a` at
+    /// time `now`; ctime always moves.
+    pub fn apply(&self, a: &mut Attr, now: Nanos) {
+        if let Some(m) = self.mode {
+            a.mode = m & 0o7777;
+        }
+        if let Some(u) = self.uid {
+            a.uid = u;
+        }
+        if let Some(g) = self.gid {
+            a.gid = g;
+        }
+        if let Some(t) = self.atime {
+            a.atime = t.resolve(now);
+        }
+        if let Some(t) = self.mtime {
+            a.mtime = t.resolve(now);
+        }
+        a.ctime = now;
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub enum TimeSet {
     Now,

@@ -65,23 +65,7 @@ impl RedisMeta {
         let key = keys::inode(ino);
         let (a, _) = txn!(self, &key, |tx| {
             let mut a = watch_attr(&mut tx, ino).await?.ok_or(MetaError::NotFound)?;
-            let now = now_nanos();
-            if let Some(m) = set.mode {
-                a.mode = m & 0o7777;
-            }
-            if let Some(u) = set.uid {
-                a.uid = u;
-            }
-            if let Some(g) = set.gid {
-                a.gid = g;
-            }
-            if let Some(t) = set.atime {
-                a.atime = t.resolve(now);
-            }
-            if let Some(t) = set.mtime {
-                a.mtime = t.resolve(now);
-            }
-            a.ctime = now;
+            set.apply(&mut a, now_nanos());
             put_attr(&mut tx, ino, &a);
             Ok(a)
         })?;

@@ -222,19 +222,7 @@ impl SqlMeta {
         len: u64,
     ) -> Result<Attr> {
         self.check_writable()?;
-        let supported =
-            libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
-        if mode & !supported != 0 {
-            return Err(MetaError::Invalid(format!(
-                "fallocate mode {mode:#x} is not supported"
-            )));
-        }
-        if mode & libc::FALLOC_FL_PUNCH_HOLE != 0 && mode & libc::FALLOC_FL_KEEP_SIZE == 0 {
-            return Err(MetaError::Invalid("PUNCH_HOLE needs KEEP_SIZE".into()));
-        }
-        let end = off
-            .checked_add(len)
-            .ok_or(MetaError::Invalid("range overflows".into()))?;
+        let end = crate::meta::rules::check_fallocate(mode, off, len)?;
         let cur = self.getattr(ino).await?;
         if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > cur.length {
             self.check_quota(align4k(end) - align4k(cur.length), 0)

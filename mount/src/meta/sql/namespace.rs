@@ -77,23 +77,7 @@ impl SqlMeta {
         self.check_writable()?;
         txn!(self, true, |tx| {
             let mut a = must_node(&mut tx, ino).await?;
-            let now = now_nanos();
-            if let Some(m) = set.mode {
-                a.mode = m & 0o7777;
-            }
-            if let Some(u) = set.uid {
-                a.uid = u;
-            }
-            if let Some(g) = set.gid {
-                a.gid = g;
-            }
-            if let Some(t) = set.atime {
-                a.atime = t.resolve(now);
-            }
-            if let Some(t) = set.mtime {
-                a.mtime = t.resolve(now);
-            }
-            a.ctime = now;
+            set.apply(&mut a, now_nanos());
             update_node(&mut tx, ino, &a).await?;
             Ok(a)
         })
