@@ -456,16 +456,19 @@ impl MountPods {
     /// Records the volume's UUID on the pod (from its client's `.config`), once: the
     /// cache-clean Job needs it after the client is gone.
     pub async fn record_uuid(&self, name: &str, mount_path: &std::path::Path) {
+        // Every publish passes here: the cheap set first, the pod list once per pod.
+        if !self
+            .uuids
+            .lock()
+            .is_ok_and(|mut u| u.insert(name.to_string()))
+        {
+            return;
+        }
         let known = self
             .pods()
             .iter()
             .any(|p| p.name_any() == name && p.annotations().contains_key(ANNOTATION_UUID));
-        if known
-            || !self
-                .uuids
-                .lock()
-                .is_ok_and(|mut u| u.insert(name.to_string()))
-        {
+        if known {
             return;
         }
         let cfg = tokio::fs::read(mount_path.join(".config")).await.ok();

@@ -58,9 +58,9 @@ pub fn mount_table() -> Vec<MountEntry> {
         .unwrap_or_default()
 }
 
-/// Whether the topmost mount at `path` is read-only.
-pub fn read_only(path: &Path) -> bool {
-    mount_table()
+/// Whether the topmost mount at `path` is read-only, in a table already read.
+pub fn is_read_only(table: &[MountEntry], path: &Path) -> bool {
+    table
         .iter()
         .rev()
         .find(|e| e.mount_point == path)
@@ -69,10 +69,12 @@ pub fn read_only(path: &Path) -> bool {
 
 /// How many mounts are stacked at `path`.
 pub fn mount_count(path: &Path) -> usize {
-    mount_table()
-        .iter()
-        .filter(|e| e.mount_point == path)
-        .count()
+    count_in(&mount_table(), path)
+}
+
+/// `mount_count` against a table already read (one parse for many targets).
+pub fn count_in(table: &[MountEntry], path: &Path) -> usize {
+    table.iter().filter(|e| e.mount_point == path).count()
 }
 
 /// Bind-mounts `source` at `target` (read-only when asked).

@@ -57,25 +57,20 @@ pub async fn run(
 ) {
     let mut leading = false;
     loop {
-        let Some(elector) = elector.as_ref() else {
-            if let Err(e) = pass(&client, &namespace).await {
-                tracing::warn!("releasing Mount Pods of removed nodes: {e}");
-            }
-            tokio::time::sleep(every).await;
-            continue;
-        };
-        match elector.try_acquire().await {
-            Ok(now) => {
-                if now != leading {
-                    tracing::info!(identity = %elector.identity(), "{}", if now { "leading" } else { "following" });
-                }
-                leading = now;
-            }
-            Err(e) => {
+        // Without election (one replica) this replica always acts.
+        let now = match elector.as_ref() {
+            None => true,
+            Some(el) => el.try_acquire().await.unwrap_or_else(|e| {
                 tracing::warn!("leader election: {e}");
-                leading = false;
-            }
+                false
+            }),
+        };
+        if let Some(el) = elector.as_ref()
+            && now != leading
+        {
+            tracing::info!(identity = %el.identity(), "{}", if now { "leading" } else { "following" });
         }
+        leading = now;
         if leading && let Err(e) = pass(&client, &namespace).await {
             tracing::warn!("releasing Mount Pods of removed nodes: {e}");
         }

@@ -19,6 +19,8 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// One pass over this node's Mount Pods.
 pub async fn pass(pods: &MountPods) {
     pods.reap_delayed().await;
+    // One read of the mount table for every target of every pod.
+    let table = mounts::mount_table();
     for p in pods.pods() {
         let refs = target::refs(p.metadata.annotations.as_ref());
         if p.metadata.deletion_timestamp.is_some() {
@@ -49,11 +51,11 @@ pub async fn pass(pods: &MountPods) {
         }
         for t in refs {
             let tp = std::path::PathBuf::from(&t);
-            if mounts::mount_count(&tp) == 0 {
+            if mounts::count_in(&table, &tp) == 0 {
                 continue;
             }
             if let Health::Corrupt(why) = mounts::check(&tp, CHECK_TIMEOUT).await {
-                let ro = mounts::read_only(&tp);
+                let ro = mounts::is_read_only(&table, &tp);
                 let rebound = mounts::unmount_all(&tp).and_then(|_| mounts::bind(&source, &tp, ro));
                 match rebound {
                     Ok(()) => {
@@ -77,6 +79,7 @@ pub async fn sweep_stale_refs(pods: &MountPods, lister: &crate::podlist::PodList
         }
     };
     let mut dropped = 0;
+    let table = mounts::mount_table();
     for p in pods.pods() {
         if is_gone(&p) {
             continue;
@@ -89,7 +92,7 @@ pub async fn sweep_stale_refs(pods: &MountPods, lister: &crate::podlist::PodList
         for t in target::refs(p.metadata.annotations.as_ref()) {
             let owner = target::pod_uid(&t, &pods.cfg.kubelet_dir);
             let gone = owner.is_some_and(|u| !live.contains(&u));
-            if gone && mounts::mount_count(std::path::Path::new(&t)) == 0 {
+            if gone && mounts::count_in(&table, std::path::Path::new(&t)) == 0 {
                 match pods.release(&volume, &t).await {
                     Ok(_) => {
                         tracing::info!(pod = %p.name_any(), target = %t, "dropped the reference of an app pod that is gone");
