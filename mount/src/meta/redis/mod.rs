@@ -21,7 +21,7 @@ mod xattr;
 
 use super::*;
 use conn::Conn;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use txn::KeyLocks;
@@ -41,14 +41,12 @@ pub struct RedisMeta {
     inode_batch: tokio::sync::Mutex<(u64, u64)>,
     slice_batch: tokio::sync::Mutex<(u64, u64)>,
     /// Open handles per inode in this client: an unlinked file stays while one is open.
-    open_files: Mutex<HashMap<Ino, u32>>,
+    open_files: crate::meta::open_files::OpenFiles,
     /// Files this session unlinked while they were open (also in `session{sid}`).
     sustained: Mutex<HashSet<Ino>>,
 }
 
-fn poisoned<T>(_: std::sync::PoisonError<T>) -> MetaError {
-    MetaError::Db("internal lock poisoned".into())
-}
+use crate::meta::open_files::poisoned;
 
 impl RedisMeta {
     /// Connects to the server a `redis://` or `rediss://` META-URL names.
@@ -65,7 +63,7 @@ impl RedisMeta {
             format: Mutex::new(None),
             inode_batch: tokio::sync::Mutex::new((0, 0)),
             slice_batch: tokio::sync::Mutex::new((0, 0)),
-            open_files: Mutex::new(HashMap::new()),
+            open_files: Default::default(),
             sustained: Mutex::new(HashSet::new()),
         })
     }
@@ -87,8 +85,7 @@ impl RedisMeta {
     }
 
     fn is_open(&self, ino: Ino) -> Result<bool> {
-        let open = self.open_files.lock().map_err(poisoned)?;
-        Ok(open.get(&ino).copied().unwrap_or(0) > 0)
+        self.open_files.is_open(ino)
     }
 
     /// Takes the next id of a batch, asking the server for a new batch when it runs out.
@@ -219,12 +216,7 @@ impl Meta for RedisMeta {
 
     async fn open(&self, ino: Ino) -> Result<Attr> {
         let attr = self.get_attr(ino).await?;
-        *self
-            .open_files
-            .lock()
-            .map_err(poisoned)?
-            .entry(ino)
-            .or_insert(0) += 1;
+        self.open_files.open(ino)?;
         Ok(attr)
     }
     async fn close(&self, ino: Ino) -> Result<Vec<FreedSlice>> {

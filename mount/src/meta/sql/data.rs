@@ -255,20 +255,7 @@ impl SqlMeta {
     }
 
     pub(crate) async fn do_close(&self, ino: Ino) -> Result<Vec<FreedSlice>> {
-        let last = {
-            let mut open = self.open_files.lock().map_err(poisoned)?;
-            match open.get_mut(&ino) {
-                Some(n) if *n > 1 => {
-                    *n -= 1;
-                    false
-                }
-                Some(_) => {
-                    open.remove(&ino);
-                    true
-                }
-                None => false,
-            }
-        };
+        let last = self.open_files.close(ino)?;
         if !last || self.read_only {
             return Ok(Vec::new());
         }

@@ -15,7 +15,6 @@ mod xattr;
 use super::*;
 pub(crate) use crate::meta::rules::{align4k, same_volume, unix_secs};
 use db::{Row, SqlDb, Val};
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -59,7 +58,7 @@ pub struct SqlMeta {
     pub(crate) format: Mutex<Option<Format>>,
     inode_batch: tokio::sync::Mutex<(u64, u64)>,
     slice_batch: tokio::sync::Mutex<(u64, u64)>,
-    pub(crate) open_files: Mutex<HashMap<Ino, u32>>,
+    pub(crate) open_files: crate::meta::open_files::OpenFiles,
     pub(crate) used_space_delta: AtomicI64,
     pub(crate) used_inodes_delta: AtomicI64,
 }
@@ -173,7 +172,7 @@ impl SqlMeta {
             format: Mutex::new(None),
             inode_batch: tokio::sync::Mutex::new((0, 0)),
             slice_batch: tokio::sync::Mutex::new((0, 0)),
-            open_files: Mutex::new(HashMap::new()),
+            open_files: Default::default(),
             used_space_delta: AtomicI64::new(0),
             used_inodes_delta: AtomicI64::new(0),
         })
@@ -342,9 +341,7 @@ impl SqlMeta {
     }
 }
 
-pub(crate) fn poisoned<T>(_: std::sync::PoisonError<T>) -> MetaError {
-    MetaError::Db("internal lock poisoned".into())
-}
+pub(crate) use crate::meta::open_files::poisoned;
 
 #[async_trait]
 impl Meta for SqlMeta {
@@ -523,12 +520,7 @@ impl Meta for SqlMeta {
     }
     async fn open(&self, ino: Ino) -> Result<Attr> {
         let attr = self.getattr(ino).await?;
-        *self
-            .open_files
-            .lock()
-            .map_err(poisoned)?
-            .entry(ino)
-            .or_insert(0) += 1;
+        self.open_files.open(ino)?;
         Ok(attr)
     }
     async fn close(&self, ino: Ino) -> Result<Vec<FreedSlice>> {

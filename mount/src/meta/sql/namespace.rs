@@ -162,14 +162,7 @@ impl SqlMeta {
             update_node(tx, ino, a).await?;
             return Ok(Vec::new());
         }
-        let open = self
-            .open_files
-            .lock()
-            .map_err(poisoned)?
-            .get(&ino)
-            .copied()
-            .unwrap_or(0)
-            > 0;
+        let open = self.open_files.is_open(ino)?;
         if open && a.kind == FileKind::File {
             update_node(tx, ino, a).await?;
             tx.exec(
