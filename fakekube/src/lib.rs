@@ -107,6 +107,19 @@ impl FakeApi {
         self.shared.store.upsert(&p, v);
     }
 
+    /// Sets an object's status as kubelet or a controller would (status subresource), without
+    /// a read-modify-write race against other writers. False when the object is absent.
+    pub fn set_status<K: Resource>(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        status: serde_json::Value,
+    ) -> bool {
+        self.shared
+            .store
+            .set_status(&ResourcePath::of::<K>(namespace, name), status)
+    }
+
     pub fn get<K: Resource + DeserializeOwned>(
         &self,
         namespace: Option<&str>,

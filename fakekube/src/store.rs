@@ -183,6 +183,18 @@ impl Store {
         inner.commit(&self.tx, p, v, existing.is_none());
     }
 
+    /// Replaces only `status` of a stored object, atomically (what the status subresource
+    /// does: metadata and spec written meanwhile by others are kept). False when absent.
+    pub fn set_status(&self, p: &ResourcePath, status: Value) -> bool {
+        let mut inner = self.lock();
+        let Some((_, mut v)) = inner.objects.get(&p.key()).cloned() else {
+            return false;
+        };
+        v["status"] = status;
+        inner.commit(&self.tx, p, v, false);
+        true
+    }
+
     pub fn remove(&self, p: &ResourcePath) {
         let mut inner = self.lock();
         if let Some((_, v)) = inner.objects.remove(&p.key()) {

@@ -277,20 +277,21 @@ fn start_container(api: &FakeApi, pod: &Pod, mount_dir: &Path, log: &Path) -> Op
 }
 
 fn set_status(api: &FakeApi, name: &str, phase: &str, restarts: u32, exit: Option<i32>) {
-    let Some(mut pod) = api.get::<Pod>(Some(NS), name) else {
-        return;
-    };
     let state = match exit {
         None => serde_json::json!({"running": {"startedAt": "2026-11-22T10:00:00Z"}}),
         Some(code) => serde_json::json!({"terminated": {"exitCode": code}}),
     };
-    pod.status = serde_json::from_value(serde_json::json!({
-        "phase": phase,
-        "containerStatuses": [{"name": "jfs-mount", "ready": exit.is_none(), "restartCount": restarts,
-                               "image": "example/mount:1", "imageID": "", "state": state}]
-    }))
-    .ok();
-    api.put(&pod);
+    // Status only, atomically: a get-then-put here once overwrote a reference the node
+    // plugin had just added to the pod's annotations.
+    api.set_status::<Pod>(
+        Some(NS),
+        name,
+        serde_json::json!({
+            "phase": phase,
+            "containerStatuses": [{"name": "jfs-mount", "ready": exit.is_none(), "restartCount": restarts,
+                                   "image": "example/mount:1", "imageID": "", "state": state}]
+        }),
+    );
 }
 
 /// What the kubelet does to a deleted pod's container: SIGTERM, then SIGKILL after a (short)
@@ -337,12 +338,11 @@ async fn kubelet_runner(
                     .args(&cmd[1..])
                     .status()
                     .is_ok_and(|s| s.success());
-                let mut done = job.clone();
-                done.status = serde_json::from_value(
+                api.set_status::<k8s_openapi::api::batch::v1::Job>(
+                    job.namespace().as_deref(),
+                    &name,
                     serde_json::json!({"succeeded": u8::from(ok), "failed": u8::from(!ok)}),
-                )
-                .ok();
-                api.put(&done);
+                );
             }
         }
         for pod in api.list::<Pod>() {
