@@ -58,6 +58,32 @@ pub struct Rig {
     pub pods: Arc<MountPods>,
 }
 
+impl Drop for Rig {
+    /// A test that ends with Mount Pods alive (delayed deletion, a failed assertion) must not
+    /// leave clients serving or mounts stacked under a deleted temporary directory.
+    fn drop(&mut self) {
+        if let Ok(mut procs) = self.procs.lock() {
+            for p in procs.values_mut() {
+                let _ = p.child.kill();
+                let _ = p.child.wait();
+            }
+            procs.clear();
+        }
+        let root = self.tmp.path().display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let mut ours: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(1))
+            .filter(|m| m.starts_with(&root))
+            .collect();
+        // Deepest first: bind mounts of targets sit on top of the clients' mount points.
+        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in ours {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+    }
+}
+
 impl Rig {
     pub async fn start(ready_timeout: Duration) -> Rig {
         let tmp = tempfile::tempdir().unwrap();
