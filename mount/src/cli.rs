@@ -144,6 +144,9 @@ pub struct MountArgs {
     /// Refuse every change.
     #[arg(long)]
     pub read_only: bool,
+    /// Serve extended attributes (off by default, as in JuiceFS: xattr calls get ENOTSUP).
+    #[arg(long)]
+    pub enable_xattr: bool,
     /// Kernel attribute cache, seconds.
     #[arg(long, default_value = "1")]
     pub attr_cache: String,
@@ -204,6 +207,7 @@ impl MountArgs {
         let mut o = MountOptions {
             background: self.background,
             read_only: self.read_only,
+            enable_xattr: self.enable_xattr,
             no_bgjob: self.no_bgjob,
             log: self.log.clone(),
             ..MountOptions::default()

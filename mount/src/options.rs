@@ -39,6 +39,8 @@ pub struct MountOptions {
     pub max_uploads: usize,
     /// Keep the kernel page cache of unchanged files across opens for this long.
     pub open_cache: Duration,
+    /// Serve extended attributes (off by default, as in JuiceFS: see `VfsConfig::xattr`).
+    pub enable_xattr: bool,
     /// Options accepted for compatibility with JuiceFS that do not change behaviour yet.
     pub ignored: Vec<String>,
 }
@@ -67,6 +69,7 @@ impl Default for MountOptions {
             buffer_size_mib: 300,
             max_uploads: 20,
             open_cache: Duration::ZERO,
+            enable_xattr: false,
             ignored: Vec::new(),
         }
     }
@@ -135,7 +138,6 @@ const JFS_LATER: &[&str] = &[
     "consul",
     "no-usage-report",
     "backup-meta",
-    "enable-xattr",
     "max-readahead",
     "verify-cache-checksum",
     "cache-mode",
@@ -194,6 +196,7 @@ fn is_known(key: &str) -> bool {
             | "buffer-size"
             | "max-uploads"
             | "open-cache"
+            | "enable-xattr"
     ) || FUSE_FLAGS.contains(&k)
         || FUSE_VALUED.contains(&k)
         || MOUNT8_NOISE.contains(&k)
@@ -329,6 +332,7 @@ impl MountOptions {
                 self.max_uploads = n;
             }
             "open-cache" => self.open_cache = secs(key, value)?,
+            "enable-xattr" => self.enable_xattr = true,
             "writeback" => return Err(OptionError::Writeback),
             k if FUSE_FLAGS.contains(&k) => self.fuse.push(k.to_string()),
             k if FUSE_VALUED.contains(&k) => match value {

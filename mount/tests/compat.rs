@@ -157,7 +157,7 @@ fn reference_writes_ours_reads(b: Backend) {
         fill(&m.mp);
         snapshot(&m.mp)
     };
-    let m = Mount::ours(&v, &v.mountpoint("ours"), &[]);
+    let m = Mount::ours(&v, &v.mountpoint("ours"), &["--enable-xattr"]);
     assert_same(&written, &snapshot(&m.mp), "reference -> ours");
 }
 
@@ -165,7 +165,7 @@ fn ours_writes_reference_reads(b: Backend) {
     let Some(v) = Volume::new(b) else { return };
     v.format_ours(&[]);
     let written = {
-        let m = Mount::ours(&v, &v.mountpoint("ours"), &[]);
+        let m = Mount::ours(&v, &v.mountpoint("ours"), &["--enable-xattr"]);
         fill(&m.mp);
         snapshot(&m.mp)
     };
@@ -184,7 +184,7 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 fn both_mounted_see_each_other(b: Backend) {
     let Some(v) = Volume::new(b) else { return };
     v.format_ours(&[]);
-    let ours = Mount::ours(&v, &v.mountpoint("ours"), &[]);
+    let ours = Mount::ours(&v, &v.mountpoint("ours"), &["--enable-xattr"]);
     let theirs = ref_mount(&v, "ref");
     fs::write(ours.path("from-ours"), pattern(1, 300_000)).unwrap();
     wait_for("reference to see our file", || {
@@ -303,7 +303,7 @@ fn compressed_volumes_both_ways() {
             fs::write(m.path("text"), &text).unwrap();
         }
         {
-            let m = Mount::ours(&v, &v.mountpoint("ours"), &[]);
+            let m = Mount::ours(&v, &v.mountpoint("ours"), &["--enable-xattr"]);
             assert!(
                 fs::read(m.path("rand")).unwrap() == data,
                 "{c}: reference data read by us"
@@ -363,8 +363,8 @@ fn try_lock(path: &Path, kind: &str) -> Result<(), i32> {
 fn locks_are_shared_between_clients(b: Backend) {
     let Some(v) = Volume::new(b) else { return };
     v.format_ours(&[]);
-    let ours = Mount::ours(&v, &v.mountpoint("ours"), &[]);
-    let ours2 = Mount::ours(&v, &v.mountpoint("ours2"), &[]);
+    let ours = Mount::ours(&v, &v.mountpoint("ours"), &["--enable-xattr"]);
+    let ours2 = Mount::ours(&v, &v.mountpoint("ours2"), &["--enable-xattr"]);
     let theirs = ref_mount(&v, "ref");
     fs::write(ours.path("lockme"), b"x").unwrap();
     wait_for("the file on every mount", || {

@@ -207,7 +207,7 @@ fn xattrs(b: Backend) {
     let Some(v) = volume(b) else {
         return;
     };
-    let m = Mount::ours(&v, &v.mountpoint("x"), &[]);
+    let m = Mount::ours(&v, &v.mountpoint("x"), &["--enable-xattr"]);
     let p = m.path("f");
     fs::write(&p, b"").unwrap();
     assert_eq!(setxattr(&p, "user.k", b"v1", 0), 0);
@@ -238,6 +238,56 @@ fn xattrs(b: Backend) {
         0
     );
     assert_eq!(getxattr(&p, "user.k"), Err(libc::ENODATA));
+}
+
+fn fuse_ops(mp: &Path, method: &str) -> u64 {
+    let stats = fs::read_to_string(mp.join(".stats")).unwrap();
+    let key = format!("method=\"{method}\"}}");
+    stats
+        .lines()
+        .filter(|l| l.starts_with("juicefs_fuse_ops_total{") && l.contains(&key))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// As in JuiceFS, xattrs are off unless `--enable-xattr`: every call says ENOTSUP, and the
+/// kernel, having heard it once, stops asking (no metadata round trip per `ls -l` entry).
+fn xattrs_are_off_by_default_and_the_kernel_stops_asking(b: Backend) {
+    let Some(v) = volume(b) else {
+        return;
+    };
+    let m = Mount::ours(&v, &v.mountpoint("nx"), &[]);
+    let d = m.path("d");
+    fs::create_dir(&d).unwrap();
+    for i in 0..50 {
+        fs::write(d.join(format!("f{i}")), b"x").unwrap();
+    }
+    let p = d.join("f0");
+    assert_eq!(setxattr(&p, "user.k", b"v", 0), libc::EOPNOTSUPP);
+    assert_eq!(getxattr(&p, "user.k"), Err(libc::EOPNOTSUPP));
+    let asked = fuse_ops(&m.mp, "getxattr");
+    assert!(asked >= 1, "the first getxattr reached the client");
+    let ls = std::process::Command::new("ls")
+        .arg("-l")
+        .arg(&d)
+        .output()
+        .unwrap();
+    assert!(ls.status.success());
+    for i in 0..50 {
+        assert_eq!(
+            getxattr(&d.join(format!("f{i}")), "user.k"),
+            Err(libc::EOPNOTSUPP)
+        );
+    }
+    assert_eq!(
+        fuse_ops(&m.mp, "getxattr"),
+        asked,
+        "the kernel remembered ENOTSUP"
+    );
+    drop(m);
+    let m = Mount::ours(&v, &v.mountpoint("nx"), &["-o", "enable-xattr"]);
+    assert_eq!(setxattr(&m.path("d/f0"), "user.k", b"v", 0), 0);
+    assert_eq!(getxattr(&m.path("d/f0"), "user.k").unwrap(), b"v");
 }
 
 fn sparse_files_and_files_over_one_chunk(b: Backend) {
@@ -483,6 +533,7 @@ sqlite_and_redis!(
     rename_variants,
     hard_links_and_symlinks,
     xattrs,
+    xattrs_are_off_by_default_and_the_kernel_stops_asking,
     sparse_files_and_files_over_one_chunk,
     permissions_for_other_users,
     unlinked_but_open_files_keep_their_data,

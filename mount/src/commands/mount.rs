@@ -159,6 +159,7 @@ async fn setup(meta_url: &str, mp: &Path, o: &MountOptions) -> Result<Mounted, S
         max_uploads: o.max_uploads,
         disk_cache,
         open_cache: o.open_cache,
+        xattr: o.enable_xattr,
         ..VfsConfig::default()
     };
     Ok(Mounted {

@@ -72,6 +72,10 @@ pub struct VfsConfig {
     pub disk_cache: Option<Arc<disk_cache::DiskCache>>,
     /// The inode shown as the mount's root (the `--subdir`, or the volume root).
     pub root: Ino,
+    /// Serve extended attributes (`--enable-xattr`). Off, as in JuiceFS: every xattr call
+    /// answers ENOSYS, which the kernel remembers (callers see EOPNOTSUPP), so `ls -l` and each write stop asking
+    /// the metadata engine for `security.*` and ACL names.
+    pub xattr: bool,
 }
 
 impl Default for VfsConfig {
@@ -88,6 +92,7 @@ impl Default for VfsConfig {
             disk_cache: None,
             open_cache: Duration::ZERO,
             root: crate::meta::ROOT_INO,
+            xattr: true,
         }
     }
 }
@@ -631,17 +636,33 @@ impl Vfs {
         Ok(self.meta.statfs().await?)
     }
 
+    fn check_xattr(&self) -> Result<()> {
+        if self.cfg.xattr {
+            Ok(())
+        } else {
+            // ENOSYS, not ENOTSUP: only ENOSYS makes the kernel stop asking (it then tells
+            // callers EOPNOTSUPP itself).
+            Err(Error::Errno(
+                libc::ENOSYS,
+                "extended attributes are off; mount with --enable-xattr",
+            ))
+        }
+    }
     pub async fn getxattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>> {
+        self.check_xattr()?;
         Ok(self.meta.getxattr(ino, name).await?)
     }
     pub async fn listxattr(&self, ino: Ino) -> Result<Vec<String>> {
+        self.check_xattr()?;
         Ok(self.meta.listxattr(ino).await?)
     }
     pub async fn setxattr(&self, ino: Ino, name: &str, value: &[u8], flags: i32) -> Result<()> {
+        self.check_xattr()?;
         self.check_writable()?;
         Ok(self.meta.setxattr(ino, name, value, flags).await?)
     }
     pub async fn removexattr(&self, ino: Ino, name: &str) -> Result<()> {
+        self.check_xattr()?;
         self.check_writable()?;
         Ok(self.meta.removexattr(ino, name).await?)
     }
