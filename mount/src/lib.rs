@@ -8,6 +8,7 @@ pub mod commands;
 pub mod fuse;
 pub mod internal;
 pub mod logging;
+pub mod mapped;
 pub mod meta;
 pub mod metrics;
 pub mod object;

@@ -103,6 +103,26 @@ fn read_all(path: &Path) -> u64 {
     sum
 }
 
+/// The mount's `read_ahead_kb` in sysfs (set a moment after the mount is live).
+fn kernel_readahead_kib(mp: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let dev = info
+        .lines()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .filter(|f| f.len() > 4 && Path::new(f[4]) == mp)
+        .map(|f| f[2].to_string())
+        .last()?;
+    let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    for _ in 0..100 {
+        let v = std::fs::read_to_string(&knob).ok()?.trim().to_string();
+        if v != "128" {
+            return Some(v);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some("128".into())
+}
+
 #[test]
 fn sequential_reads_fetch_each_block_once_and_the_disk_cache_serves_the_second() {
     let tmp = tempfile::tempdir().unwrap();
@@ -139,6 +159,11 @@ fn sequential_reads_fetch_each_block_once_and_the_disk_cache_serves_the_second()
     let opts = format!("cache-dir={},free-space-ratio=0.01", cache.display());
     {
         let c = Client::start(&meta, &mp, &opts);
+        assert_eq!(
+            kernel_readahead_kib(&mp).as_deref(),
+            Some("1024"),
+            "the client widens the mount's kernel read-ahead"
+        );
         // Mounting reads a probe object back (the bucket check): count from here.
         let base = c.gets();
         assert_eq!(read_all(&file), expected);

@@ -36,7 +36,7 @@ impl LocalDir {
 
     pub async fn get(&self, key: &str) -> std::io::Result<Bytes> {
         let path = self.path(key);
-        tokio::task::spawn_blocking(move || std::fs::read(path).map(Bytes::from))
+        tokio::task::spawn_blocking(move || crate::mapped::read(&path, None))
             .await
             .map_err(std::io::Error::other)?
     }

@@ -173,10 +173,13 @@ impl DiskCache {
             return None;
         }
         let path = key_path(&d.root, id, index, size);
-        match tokio::fs::read(&path).await {
-            Ok(b) if b.len() == size as usize => {
+        let file = path.clone();
+        let read =
+            tokio::task::spawn_blocking(move || crate::mapped::read(&file, Some(size as u64)));
+        match read.await {
+            Ok(Ok(b)) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
-                Some(Bytes::from(b))
+                Some(b)
             }
             // Truncated or gone (disk trouble, someone cleaned the directory): drop it.
             _ => {
