@@ -39,6 +39,26 @@ pub enum Cmd {
     Warmup(WarmupArgs),
     /// What a file is made of (inode, chunks, slices, objects), or a directory's totals.
     Info(InfoArgs),
+    /// Find objects no slice uses and files whose deletion is pending; remove them with --delete.
+    Gc(GcArgs),
+    /// Check that every block the metadata refers to is in the bucket (exit 1 if any is lost).
+    Fsck(FsckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    pub meta_url: String,
+    /// Delete leaked objects and the data of pending deletions.
+    #[arg(long)]
+    pub delete: bool,
+    /// Deletions at once.
+    #[arg(long, short = 'p', default_value_t = 10)]
+    pub threads: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct FsckArgs {
+    pub meta_url: String,
 }
 
 #[derive(Args, Debug)]
@@ -315,5 +335,19 @@ pub fn main_with(argv: Vec<String>) -> ExitCode {
         Cmd::Stats(a) => commands::stats::run(&a.mountpoint, a.interval, a.count),
         Cmd::Warmup(a) => commands::warmup::run(&a.paths, a.threads),
         Cmd::Info(a) => commands::info::run(&a.paths, a.json),
+        Cmd::Gc(a) => {
+            crate::logging::init(cli.verbose, cli.log_json);
+            match commands::meta_url(&a.meta_url) {
+                Ok(m) => commands::gc::run(&m, a.delete, a.threads),
+                Err(e) => fail(e),
+            }
+        }
+        Cmd::Fsck(a) => {
+            crate::logging::init(cli.verbose, cli.log_json);
+            match commands::meta_url(&a.meta_url) {
+                Ok(m) => commands::fsck::run(&m),
+                Err(e) => fail(e),
+            }
+        }
     }
 }

@@ -52,7 +52,8 @@ pub fn build_format(a: &FormatArgs) -> Result<Format, String> {
     let compression = Compression::parse(&a.compress).map_err(|e| format!("--compress: {e}"))?;
     if a.trash_days > 0 {
         return Err(
-            "--trash-days > 0: the trash is not implemented by this client yet; use --trash-days 0"
+            "--trash-days > 0: the JuiceFS 0.14 format has no trash (it came with 1.0, and 0.14 \
+             clients sharing the volume would delete what it keeps); use --trash-days 0"
                 .into(),
         );
     }

@@ -3,12 +3,15 @@
 pub mod app_exit;
 pub mod drain;
 pub mod format;
+pub mod fsck;
+pub mod gc;
 pub mod info;
 pub mod mount;
 pub mod probe;
 pub mod stats;
 pub mod status;
 pub mod umount;
+pub mod volume;
 pub mod warmup;
 
 /// A current-thread runtime for short commands.

@@ -427,6 +427,9 @@ fn serve(
     {
         let _guard = rt.enter();
         mounted.vfs.spawn_auto_commit();
+        if !o.read_only {
+            mounted.vfs.spawn_compactor();
+        }
     }
     {
         let live = live_fn(&mounted, mp);

@@ -187,6 +187,20 @@ pub trait Meta: Send + Sync {
     async fn cleanup_deleted_files(&self) -> Result<Vec<FreedSlice>>;
     /// Flushes locally batched counters (used space, inodes) to the engine.
     async fn flush_stats(&self) -> Result<()>;
+    /// Compaction's commit: `old`, the first records of chunk `index` of `ino`, become the
+    /// one slice `new` (records appended meanwhile stay after it). `Invalid` when the chunk
+    /// no longer starts with `old`; returns the slices nothing references any more.
+    async fn replace_slices(
+        &self,
+        ino: Ino,
+        index: u32,
+        old: &[Slice],
+        new: Slice,
+    ) -> Result<Vec<FreedSlice>>;
+    /// Every slice a chunk refers to, `(id, size)`, holes left out (for `gc` and `fsck`).
+    async fn list_slices(&self) -> Result<Vec<(u64, u32)>>;
+    /// Unlinked files whose data is still to be deleted.
+    async fn pending_deletions(&self) -> Result<u64>;
 }
 
 /// Opens the engine a META-URL names. The URL is never logged with its password.

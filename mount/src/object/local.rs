@@ -23,6 +23,10 @@ impl LocalDir {
         }
     }
 
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     fn path(&self, key: &str) -> PathBuf {
         self.root.join(key)
     }

@@ -2,7 +2,10 @@
 //! compression, and the storage kinds we support (`file`, `s3`/`minio`).
 
 mod compress;
+mod list;
 mod local;
+
+pub use list::{Listed, parse_block_name};
 
 use crate::meta::Format;
 use bytes::Bytes;

@@ -2,6 +2,7 @@
 //! store. It returns plain data (attributes, bytes, handles) and knows nothing of fuser,
 //! so tests drive it directly and the FUSE adapter stays thin.
 
+mod compact;
 pub mod disk_cache;
 mod reader;
 mod writer;
@@ -73,8 +74,8 @@ pub struct VfsConfig {
     /// The inode shown as the mount's root (the `--subdir`, or the volume root).
     pub root: Ino,
     /// Serve extended attributes (`--enable-xattr`). Off, as in JuiceFS: every xattr call
-    /// answers ENOSYS, which the kernel remembers (callers see EOPNOTSUPP), so `ls -l` and each write stop asking
-    /// the metadata engine for `security.*` and ACL names.
+    /// answers ENOSYS, which the kernel remembers (callers see EOPNOTSUPP), so `ls -l` and
+    /// each write stop asking the metadata engine for `security.*` and ACL names.
     pub xattr: bool,
 }
 
@@ -127,6 +128,7 @@ pub struct Vfs {
     lengths: Mutex<HashMap<Ino, (u64, u32)>>,
     /// (length, mtime, when) of each file at its last open, for `open_cache`.
     seen: Mutex<HashMap<Ino, (u64, i64, std::time::Instant)>>,
+    compactions: Arc<compact::Compactions>,
 }
 
 fn lock_err<T>(_: std::sync::PoisonError<T>) -> Error {
@@ -151,6 +153,7 @@ impl Vfs {
             views: Arc::new(ChunkViews::default()),
             lengths: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
+            compactions: Arc::new(compact::Compactions::default()),
             cfg,
         }
     }
@@ -221,7 +224,7 @@ impl Vfs {
         if let Some(x) = w.get(&ino) {
             return Ok(x.clone());
         }
-        let views = self.views.clone();
+        let (views, compactions) = (self.views.clone(), self.compactions.clone());
         let x = Arc::new(FileWriter::new(
             ino,
             self.meta.clone(),
@@ -231,7 +234,10 @@ impl Vfs {
                 max_uploads: self.cfg.max_uploads.max(1),
                 max_buffered: (self.cfg.buffer_bytes / 4 * 3).max(8 << 20),
             },
-            Arc::new(move |ino| views.invalidate(ino)),
+            Arc::new(move |ino, chunk| {
+                views.invalidate(ino);
+                compactions.committed(ino, chunk);
+            }),
         ));
         w.insert(ino, x.clone());
         Ok(x)
@@ -507,7 +513,15 @@ impl Vfs {
             ahead,
             budget: &self.budget,
         };
-        r.read(ino, off, size as usize, length).await
+        match r.read(ino, off, size as usize, length).await {
+            // Another client may have compacted the chunk and deleted the objects of the
+            // view we held: once more with a fresh view.
+            Err(Error::Io(_)) => {
+                self.views.invalidate(ino);
+                r.read(ino, off, size as usize, length).await
+            }
+            other => other,
+        }
     }
 
     pub async fn write(&self, fh: u64, off: u64, data: &[u8]) -> Result<u32> {

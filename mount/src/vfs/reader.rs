@@ -318,7 +318,12 @@ impl Reader<'_> {
         Ok(Some(block.slice(in_block..in_block + len)))
     }
 
-    async fn read_slice(&self, p: &Slice, slice_off: u64, dst: &mut [u8]) -> Result<(), Error> {
+    pub(crate) async fn read_slice(
+        &self,
+        p: &Slice,
+        slice_off: u64,
+        dst: &mut [u8],
+    ) -> Result<(), Error> {
         let bs = self.store.block_size();
         let mut done = 0usize;
         while done < dst.len() {

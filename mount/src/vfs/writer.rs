@@ -90,7 +90,7 @@ pub struct FileWriter {
     cache: Arc<super::reader::BlockCache>,
     limits: WriteLimits,
     state: tokio::sync::Mutex<State>,
-    on_commit: Arc<dyn Fn(Ino) + Send + Sync>,
+    on_commit: Arc<dyn Fn(Ino, u32) + Send + Sync>,
 }
 
 impl FileWriter {
@@ -100,7 +100,7 @@ impl FileWriter {
         store: ObjectStore,
         cache: Arc<super::reader::BlockCache>,
         limits: WriteLimits,
-        on_commit: Arc<dyn Fn(Ino) + Send + Sync>,
+        on_commit: Arc<dyn Fn(Ino, u32) + Send + Sync>,
     ) -> FileWriter {
         FileWriter {
             ino,
@@ -280,7 +280,7 @@ impl FileWriter {
             meta.write_slice(ino, s.chunk, slice, s.mtime)
                 .await
                 .map_err(Error::from)?;
-            on_commit(ino);
+            on_commit(ino, s.chunk);
             Ok(())
         }));
     }

@@ -142,6 +142,79 @@ impl RedisMeta {
         Ok(freed)
     }
 
+    /// Compaction's commit, watching the chunk list: LTRIM the replaced records, LPUSH the
+    /// new one (no `sliceRef` entry: absent means one reference), drop the old references.
+    pub(crate) async fn do_replace_slices(
+        &self,
+        ino: Ino,
+        index: u32,
+        old: &[Slice],
+        new: Slice,
+    ) -> Result<Vec<FreedSlice>> {
+        self.check_writable()?;
+        let key = keys::chunk(ino, index);
+        let lock = keys::inode(ino);
+        let (deref, replies) = txn!(self, &lock, |tx| {
+            let mut p = watching(&[key.as_str()]);
+            p.cmd("LRANGE").arg(&key).arg(0).arg(-1);
+            let lists: Vec<Vec<Vec<u8>>> = tx.read_pipe(&p).await?;
+            let cur = decode_records(lists.first().map_or(&[][..], |l| &l[..]))?;
+            if cur.len() < old.len() || cur[..old.len()] != *old {
+                return Err(MetaError::Invalid(format!(
+                    "chunk {index} of inode {ino} changed while it was compacted"
+                )));
+            }
+            tx.pipe.cmd("LTRIM").arg(&key).arg(old.len()).arg(-1);
+            tx.pipe
+                .cmd("LPUSH")
+                .arg(&key)
+                .arg(crate::meta::slice::encode(&[new]));
+            Ok(queue_deref(&mut tx, old.to_vec()))
+        })?;
+        deref.freed(&replies)
+    }
+
+    /// Every chunk list's slices: SCAN `c*_*`, then each list.
+    pub(crate) async fn do_list_slices(&self) -> Result<Vec<(u64, u32)>> {
+        let mut out = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, page): (u64, Vec<String>) = self
+                .conn
+                .run(
+                    ::redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg("c*_*")
+                        .arg("COUNT")
+                        .arg(10_000),
+                )
+                .await?;
+            for key in page {
+                let recs: Vec<Vec<u8>> = self
+                    .conn
+                    .run(::redis::cmd("LRANGE").arg(&key).arg(0).arg(-1))
+                    .await?;
+                out.extend(
+                    decode_records(&recs)?
+                        .iter()
+                        .filter(|s| s.id > 0)
+                        .map(|s| (s.id, s.size)),
+                );
+            }
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
+    pub(crate) async fn do_pending_deletions(&self) -> Result<u64> {
+        self.conn
+            .run(::redis::cmd("ZCARD").arg(keys::DELFILES))
+            .await
+    }
+
     /// Files whose data a client (ours or the reference) did not get to delete.
     pub(crate) async fn do_cleanup_deleted_files(&self) -> Result<Vec<FreedSlice>> {
         if self.read_only {

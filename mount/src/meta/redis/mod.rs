@@ -266,6 +266,21 @@ impl Meta for RedisMeta {
     async fn cleanup_deleted_files(&self) -> Result<Vec<FreedSlice>> {
         self.do_cleanup_deleted_files().await
     }
+    async fn replace_slices(
+        &self,
+        ino: Ino,
+        index: u32,
+        old: &[Slice],
+        new: Slice,
+    ) -> Result<Vec<FreedSlice>> {
+        self.do_replace_slices(ino, index, old, new).await
+    }
+    async fn list_slices(&self) -> Result<Vec<(u64, u32)>> {
+        self.do_list_slices().await
+    }
+    async fn pending_deletions(&self) -> Result<u64> {
+        self.do_pending_deletions().await
+    }
     /// Nothing is batched locally: the counters change inside each transaction.
     async fn flush_stats(&self) -> Result<()> {
         Ok(())

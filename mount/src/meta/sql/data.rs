@@ -306,6 +306,66 @@ impl SqlMeta {
         })
     }
 
+    pub(crate) async fn do_replace_slices(
+        &self,
+        ino: Ino,
+        index: u32,
+        old: &[Slice],
+        new: Slice,
+    ) -> Result<Vec<FreedSlice>> {
+        self.check_writable()?;
+        let prefix = slice::encode(old);
+        txn!(self, true, |tx| {
+            let rows = tx
+                .query(
+                    "SELECT slices FROM jfs_chunk WHERE inode=? AND indx=?",
+                    &[ino.into(), index.into()],
+                )
+                .await?;
+            let cur = match rows.into_iter().next() {
+                Some(mut r) => r.remove(0).blob()?,
+                None => Vec::new(),
+            };
+            if !cur.starts_with(&prefix) {
+                return Err(MetaError::Invalid(format!(
+                    "chunk {index} of inode {ino} changed while it was compacted"
+                )));
+            }
+            let mut next = slice::encode(&[new]);
+            next.extend_from_slice(&cur[prefix.len()..]);
+            tx.exec(
+                "UPDATE jfs_chunk SET slices=? WHERE inode=? AND indx=?",
+                &[next.into(), ino.into(), index.into()],
+            )
+            .await?;
+            tx.exec(
+                "INSERT INTO jfs_chunk_ref (chunkid,size,refs) VALUES (?,?,1)",
+                &[new.id.into(), new.size.into()],
+            )
+            .await?;
+            deref_slices(&mut tx, old).await
+        })
+    }
+
+    pub(crate) async fn do_list_slices(&self) -> Result<Vec<(u64, u32)>> {
+        let rows = txn!(self, false, |tx| {
+            tx.query("SELECT slices FROM jfs_chunk", &[]).await
+        })?;
+        let mut out = Vec::new();
+        for mut r in rows {
+            let slices = slice::decode(&r.remove(0).blob()?).map_err(MetaError::Corrupt)?;
+            out.extend(slices.iter().filter(|s| s.id > 0).map(|s| (s.id, s.size)));
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn do_pending_deletions(&self) -> Result<u64> {
+        let rows = txn!(self, false, |tx| {
+            tx.query("SELECT COUNT(*) FROM jfs_delfile", &[]).await
+        })?;
+        rows.first().map_or(Ok(0), |r| r[0].uint())
+    }
+
     /// Files queued in `jfs_delfile` (by the reference client or an interrupted delete).
     pub(crate) async fn do_cleanup_deleted_files(&self) -> Result<Vec<FreedSlice>> {
         if self.read_only {
