@@ -1,64 +1,13 @@
 //! The node's own mount table work: mountinfo, bind mounts, stacked unmounts, and health
 //! checks that cannot hang the caller on a dead FUSE connection.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
 
-/// One line of `/proc/self/mountinfo`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MountEntry {
-    pub root: String,
-    pub mount_point: PathBuf,
-    pub fs_type: String,
-    pub source: String,
-    pub read_only: bool,
-}
+pub use jfs_mount::mountinfo::{MountEntry, mount_table, parse_mountinfo};
 
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
-        {
-            out.push(v);
-            i += 4;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
-    text.lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let f: Vec<&str> = left.split(' ').collect();
-            let r: Vec<&str> = right.split(' ').collect();
-            Some(MountEntry {
-                root: unescape(f.get(3)?),
-                mount_point: PathBuf::from(unescape(f.get(4)?)),
-                fs_type: r.first()?.to_string(),
-                source: unescape(r.get(1).copied().unwrap_or_default()),
-                read_only: f.get(5).is_some_and(|o| o.split(',').any(|x| x == "ro")),
-            })
-        })
-        .collect()
-}
-
-pub fn mount_table() -> Vec<MountEntry> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|t| parse_mountinfo(&t))
-        .unwrap_or_default()
-}
-
-/// Whether the topmost mount at `path` is read-only, in a table already read.
 pub fn is_read_only(table: &[MountEntry], path: &Path) -> bool {
     table
         .iter()
@@ -193,23 +142,4 @@ pub async fn usage(path: &Path, timeout: Duration) -> Result<Usage, String> {
         free_inodes: st.files_free() as i64,
         used_inodes: st.files() as i64 - st.files_free() as i64,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_mountinfo_with_escapes() {
-        let text = "36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n\
-                    99 36 0:52 /team /var/lib/kubelet/pods/u/volumes/kubernetes.io~csi/pv/mount rw shared:5 - fuse.juicefs myjfs rw,user_id=0\n";
-        let e = parse_mountinfo(text);
-        assert_eq!(e.len(), 2);
-        assert_eq!(e[0].mount_point, PathBuf::from("/mnt/with space"));
-        assert_eq!(e[0].root, "/mnt1");
-        assert_eq!(e[1].fs_type, "fuse.juicefs");
-        assert_eq!(e[1].source, "myjfs");
-        assert_eq!(e[1].root, "/team");
-        assert!(!e[1].read_only);
-    }
 }

@@ -11,6 +11,7 @@ pub mod logging;
 pub mod mapped;
 pub mod meta;
 pub mod metrics;
+pub mod mountinfo;
 pub mod object;
 pub mod options;
 pub mod tree;

@@ -336,40 +336,11 @@ fn widen_kernel_readahead(mp: &Path) {
 
 /// `major:minor` of the file system mounted at `mp` (the topmost one).
 fn mount_device(mp: &Path) -> Option<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let want = mp.to_string_lossy();
-    info.lines()
-        .filter_map(|l| {
-            let mut f = l.split(' ');
-            let dev = f.nth(2)?;
-            let point = f.nth(1)?;
-            (unescape_mountinfo(point) == want).then(|| dev.to_string())
-        })
+    crate::mountinfo::mount_table()
+        .into_iter()
+        .filter(|e| e.mount_point == mp)
+        .map(|e| e.dev)
         .last()
-}
-
-/// mountinfo writes space, tab, newline and backslash in paths as `\ooo` octal escapes.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let oct = b.get(i + 1..i + 4).and_then(|d| {
-            let d = std::str::from_utf8(d).ok()?;
-            u8::from_str_radix(d, 8).ok()
-        });
-        match (b[i], oct) {
-            (b'\\', Some(c)) => {
-                out.push(c);
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn serve(
@@ -679,18 +650,5 @@ pub fn run(meta_url: &str, mountpoint: &str, o: MountOptions) -> ExitCode {
             eprintln!("juicefs mount: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(
-            super::unescape_mountinfo(r"/mnt/a\040b\134c"),
-            r"/mnt/a b\c"
-        );
-        assert_eq!(super::unescape_mountinfo("/plain"), "/plain");
-        assert_eq!(super::unescape_mountinfo(r"/odd\9"), r"/odd\9");
     }
 }
