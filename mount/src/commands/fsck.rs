@@ -16,22 +16,10 @@ pub struct Report {
 }
 
 pub async fn check(v: &Volume, mut progress: impl FnMut(u64, u64)) -> Result<Report, String> {
-    let listed: HashSet<String> = v
-        .store
-        .list_blocks()
-        .await
-        .map_err(|e| format!("listing objects: {e}"))?
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
+    let (slices, objects) = v.inventory().await?;
+    let listed: HashSet<String> = objects.into_iter().map(|o| o.key).collect();
     // A slice shared by several chunks (copy_file_range) is checked once.
-    let slices: BTreeMap<u64, u32> = v
-        .meta
-        .list_slices()
-        .await
-        .map_err(|e| format!("listing slices: {e}"))?
-        .into_iter()
-        .collect();
+    let slices: BTreeMap<u64, u32> = slices.into_iter().collect();
     let mut r = Report {
         blocks: listed.len() as u64,
         slices: slices.len() as u64,

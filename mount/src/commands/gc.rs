@@ -24,18 +24,8 @@ pub struct Report {
 
 /// Sorts the bucket's blocks into valid, leaked and too young to tell.
 pub async fn scan(v: &Volume, now: SystemTime) -> Result<Report, String> {
-    let slices: HashMap<u64, u32> = v
-        .meta
-        .list_slices()
-        .await
-        .map_err(|e| format!("listing slices: {e}"))?
-        .into_iter()
-        .collect();
-    let objects = v
-        .store
-        .list_blocks()
-        .await
-        .map_err(|e| format!("listing objects: {e}"))?;
+    let (slices, objects) = v.inventory().await?;
+    let slices: HashMap<u64, u32> = slices.into_iter().collect();
     let mut r = Report {
         objects: objects.len() as u64,
         pending_files: v

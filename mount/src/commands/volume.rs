@@ -26,6 +26,22 @@ impl Volume {
             name: f.name,
         })
     }
+
+    /// What `gc` and `fsck` compare: every slice the metadata refers to, `(id, size)`,
+    /// and every block object in the bucket.
+    pub async fn inventory(&self) -> Result<(Vec<(u64, u32)>, Vec<Listed>), String> {
+        let slices = self
+            .meta
+            .list_slices()
+            .await
+            .map_err(|e| format!("listing slices: {e}"))?;
+        let objects = self
+            .store
+            .list_blocks()
+            .await
+            .map_err(|e| format!("listing objects: {e}"))?;
+        Ok((slices, objects))
+    }
 }
 
 /// True when `o` is a block of a slice in `slices` (id -> size), with the index and

@@ -34,6 +34,20 @@ async fn deref_slices(tx: &mut Tx, slices: &[Slice]) -> Result<Vec<FreedSlice>> 
     Ok(freed)
 }
 
+/// The raw records of chunk `index` of `ino` (empty when it has none).
+async fn chunk_records(tx: &mut Tx, ino: Ino, index: u32) -> Result<Vec<u8>> {
+    let rows = tx
+        .query(
+            "SELECT slices FROM jfs_chunk WHERE inode=? AND indx=?",
+            &[ino.into(), index.into()],
+        )
+        .await?;
+    match rows.into_iter().next() {
+        Some(mut r) => r.remove(0).blob(),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Deletes every chunk row of `ino`, dropping the slices' references.
 pub(crate) async fn delete_chunks(tx: &mut Tx, ino: Ino) -> Result<Vec<FreedSlice>> {
     let rows = tx
@@ -105,16 +119,8 @@ async fn zero_range(tx: &mut Tx, ino: Ino, off: u64, len: u64) -> Result<()> {
 impl SqlMeta {
     pub(crate) async fn do_read_chunk(&self, ino: Ino, index: u32) -> Result<Vec<Slice>> {
         txn!(self, false, |tx| {
-            let rows = tx
-                .query(
-                    "SELECT slices FROM jfs_chunk WHERE inode=? AND indx=?",
-                    &[ino.into(), index.into()],
-                )
-                .await?;
-            match rows.into_iter().next() {
-                Some(mut r) => slice::decode(&r.remove(0).blob()?).map_err(MetaError::Corrupt),
-                None => Ok(Vec::new()),
-            }
+            let records = chunk_records(&mut tx, ino, index).await?;
+            slice::decode(&records).map_err(MetaError::Corrupt)
         })
     }
 
@@ -316,16 +322,7 @@ impl SqlMeta {
         self.check_writable()?;
         let prefix = slice::encode(old);
         txn!(self, true, |tx| {
-            let rows = tx
-                .query(
-                    "SELECT slices FROM jfs_chunk WHERE inode=? AND indx=?",
-                    &[ino.into(), index.into()],
-                )
-                .await?;
-            let cur = match rows.into_iter().next() {
-                Some(mut r) => r.remove(0).blob()?,
-                None => Vec::new(),
-            };
+            let cur = chunk_records(&mut tx, ino, index).await?;
             if !cur.starts_with(&prefix) {
                 return Err(MetaError::Invalid(format!(
                     "chunk {index} of inode {ino} changed while it was compacted"
