@@ -2,7 +2,7 @@
 //! reference client beside them) agree: name checks, space accounting, statfs figures,
 //! which format changes need `--force`.
 
-use super::{Format, MetaError, Result, StatFs, now_nanos};
+use super::{Attr, Format, MetaError, Result, StatFs, now_nanos};
 
 const MAX_NAME: usize = 255;
 
@@ -25,8 +25,18 @@ pub fn check_xattr_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Space a file of `len` bytes is charged: JuiceFS rounds up to 4 KiB, and an empty file
-/// (or any other inode) costs one 4 KiB unit.
+/// Largest extended attribute value (JuiceFS's limit, the kernel's too).
+const MAX_XATTR_VALUE: usize = 65536;
+
+/// A name and value setxattr may store.
+pub fn check_setxattr(name: &str, value: &[u8]) -> Result<()> {
+    check_xattr_name(name)?;
+    if value.len() > MAX_XATTR_VALUE {
+        return Err(MetaError::Range);
+    }
+    Ok(())
+}
+
 /// The fallocate(2) modes both engines serve (0, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE,
 /// ZERO_RANGE); returns the end of the range.
 pub fn check_fallocate(mode: i32, off: u64, len: u64) -> Result<u64> {
@@ -44,6 +54,28 @@ pub fn check_fallocate(mode: i32, off: u64, len: u64) -> Result<u64> {
         .ok_or(MetaError::Invalid("range overflows".into()))
 }
 
+/// What fallocate does to a file's attributes, inside the engine's transaction: grows it
+/// to `end` unless KEEP_SIZE, touches mtime and ctime. Returns the range `(off, len)` whose
+/// data must read as zeros afterwards (PUNCH_HOLE, ZERO_RANGE), if any.
+pub fn apply_fallocate(a: &mut Attr, mode: i32, off: u64, end: u64) -> Option<(u64, u64)> {
+    let mut zero = None;
+    if mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) != 0 {
+        let zero_end = end.min(a.length);
+        if zero_end > off {
+            zero = Some((off, zero_end - off));
+        }
+    }
+    if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > a.length {
+        a.length = end;
+    }
+    let now = now_nanos();
+    a.mtime = now;
+    a.ctime = now;
+    zero
+}
+
+/// Space a file of `len` bytes is charged: JuiceFS rounds up to 4 KiB, and an empty file
+/// (or any other inode) costs one 4 KiB unit.
 pub fn align4k(len: u64) -> i64 {
     if len == 0 {
         return 4096;

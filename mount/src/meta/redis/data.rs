@@ -5,7 +5,7 @@ use super::node::{After, decode_records, file_chunks, put_attr, remove_inode, wa
 use super::node::{add_usage, watch_file};
 use super::txn::{Tx, txn};
 use super::{RedisMeta, keys, poisoned};
-use crate::meta::rules::align4k;
+use crate::meta::rules::{align4k, apply_fallocate};
 use crate::meta::slice::{self, SLICE_BYTES};
 use crate::meta::*;
 
@@ -192,18 +192,9 @@ impl RedisMeta {
                 return Err(MetaError::Perm);
             }
             let old = a.length;
-            if mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) != 0 {
-                let zero_end = end.min(a.length);
-                if zero_end > off {
-                    zero_range(&mut tx, ino, off, zero_end - off).await?;
-                }
+            if let Some((at, len)) = apply_fallocate(&mut a, mode, off, end) {
+                zero_range(&mut tx, ino, at, len).await?;
             }
-            if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > a.length {
-                a.length = end;
-            }
-            let now = now_nanos();
-            a.mtime = now;
-            a.ctime = now;
             put_attr(&mut tx, ino, &a);
             add_usage(&mut tx, align4k(a.length) - align4k(old), 0);
             Ok(a)

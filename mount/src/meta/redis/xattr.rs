@@ -3,7 +3,7 @@
 use super::node::must_from;
 use super::txn::{txn, watching};
 use super::{RedisMeta, keys};
-use crate::meta::rules::check_xattr_name;
+use crate::meta::rules::{check_setxattr, check_xattr_name};
 use crate::meta::*;
 
 impl RedisMeta {
@@ -42,10 +42,7 @@ impl RedisMeta {
         flags: i32,
     ) -> Result<()> {
         self.check_writable()?;
-        check_xattr_name(name)?;
-        if value.len() > 65536 {
-            return Err(MetaError::Range);
-        }
+        check_setxattr(name, value)?;
         let (ik, xk) = (keys::inode(ino), keys::xattrs(ino));
         txn!(self, &xk, |tx| {
             let mut q = watching(&[&ik, &xk]);

@@ -2,6 +2,7 @@
 //! open-file tracking, deletion of unreferenced files, sessions cleanup and statfs.
 
 use super::*;
+use crate::meta::rules::apply_fallocate;
 use crate::meta::slice;
 
 /// Decrements the reference of each slice in `slices`; returns those no longer referenced.
@@ -240,18 +241,9 @@ impl SqlMeta {
                 return Err(MetaError::Perm);
             }
             let old = a.length;
-            if mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) != 0 {
-                let zero_end = end.min(a.length);
-                if zero_end > off {
-                    zero_range(&mut tx, ino, off, zero_end - off).await?;
-                }
+            if let Some((at, len)) = apply_fallocate(&mut a, mode, off, end) {
+                zero_range(&mut tx, ino, at, len).await?;
             }
-            if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > a.length {
-                a.length = end;
-            }
-            let now = now_nanos();
-            a.mtime = now;
-            a.ctime = now;
             update_node(&mut tx, ino, &a).await?;
             let grown = align4k(a.length) - align4k(old);
             Ok((a, grown))

@@ -2,7 +2,7 @@
 
 use super::*;
 
-use crate::meta::rules::check_xattr_name;
+use crate::meta::rules::{check_setxattr, check_xattr_name};
 
 impl SqlMeta {
     pub(crate) async fn do_getxattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>> {
@@ -42,10 +42,7 @@ impl SqlMeta {
         flags: i32,
     ) -> Result<()> {
         self.check_writable()?;
-        check_xattr_name(name)?;
-        if value.len() > 65536 {
-            return Err(MetaError::Range);
-        }
+        check_setxattr(name, value)?;
         txn!(self, true, |tx| {
             must_node(&mut tx, ino).await?;
             let exists = !tx
