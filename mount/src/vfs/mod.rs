@@ -25,6 +25,10 @@ pub enum Error {
     Meta(#[from] MetaError),
     #[error("I/O error: {0}")]
     Io(String),
+    /// A block the view names is not in the object store: the view may be stale (another
+    /// client compacted the chunk and deleted the old objects).
+    #[error("I/O error: {0}")]
+    Gone(String),
     #[error("bad file handle")]
     BadHandle,
     #[error("{1}")]
@@ -35,7 +39,7 @@ impl Error {
     pub fn errno(&self) -> i32 {
         match self {
             Error::Meta(m) => m.errno(),
-            Error::Io(_) => libc::EIO,
+            Error::Io(_) | Error::Gone(_) => libc::EIO,
             Error::BadHandle => libc::EBADF,
             Error::Errno(e, _) => *e,
         }
@@ -43,7 +47,7 @@ impl Error {
     pub fn is_expected(&self) -> bool {
         match self {
             Error::Meta(m) => m.is_expected(),
-            Error::Io(_) => false,
+            Error::Io(_) | Error::Gone(_) => false,
             _ => true,
         }
     }
@@ -516,7 +520,7 @@ impl Vfs {
         match r.read(ino, off, size as usize, length).await {
             // Another client may have compacted the chunk and deleted the objects of the
             // view we held: once more with a fresh view.
-            Err(Error::Io(_)) => {
+            Err(Error::Gone(_)) => {
                 self.views.invalidate(ino);
                 r.read(ino, off, size as usize, length).await
             }

@@ -104,7 +104,11 @@ impl BlockCache {
                 }
                 let b = store.get_block(id, index, size).await.map_err(|e| {
                     tracing::error!("read of slice {id} block {index}: {e}");
-                    Error::Io(e.to_string())
+                    if e.is_not_found() {
+                        Error::Gone(e.to_string())
+                    } else {
+                        Error::Io(e.to_string())
+                    }
                 })?;
                 if let Some(d) = &self.disk {
                     d.store(id, index, b.clone());
