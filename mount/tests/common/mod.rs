@@ -332,6 +332,10 @@ impl Mount {
                 .map(|o| o.status.success())
                 .unwrap_or(false)
         };
+        // This VM's clock leaps ahead while every CPU sleeps (another test waiting out a
+        // retry backoff was enough to pass a 20 s deadline in one 50 ms nap), so the
+        // limit is both 20 s and as many probes as 20 s of naps hold.
+        let mut probes = 0;
         while !live(mp) {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
@@ -340,11 +344,17 @@ impl Mount {
                     std::fs::read_to_string(&log).unwrap_or_default()
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} not mounted after 20 s",
-                mp.display()
-            );
+            probes += 1;
+            if Instant::now() >= deadline && probes >= 400 {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = Command::new("umount").arg("-l").arg(mp).status();
+                panic!(
+                    "{} not mounted after 20 s:\n{}",
+                    mp.display(),
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         Mount {
