@@ -158,6 +158,47 @@ pub struct Volume {
     pub keys: Option<(String, String)>,
     /// The Redis database of a Redis-backed volume.
     pub redis: Option<RedisDb>,
+    /// The PostgreSQL database of a PostgreSQL-backed volume.
+    pub pg: Option<PgDb>,
+}
+
+/// A PostgreSQL database made for one volume, dropped with it.
+pub struct PgDb {
+    conn: String,
+    name: String,
+}
+
+impl PgDb {
+    fn create(conn: &str) -> PgDb {
+        let db = PgDb {
+            conn: conn.to_string(),
+            name: unique("jfs"),
+        };
+        // The name holds this process's pid: a database already so named was left by a
+        // process gone since (pids wrap around), never by a live test.
+        db.drop_database();
+        let out = psql(conn, "postgres", &format!("CREATE DATABASE {}", db.name));
+        assert!(
+            out.status.success(),
+            "create database: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        db
+    }
+
+    fn drop_database(&self) {
+        psql(
+            &self.conn,
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        self.drop_database();
+    }
 }
 
 fn unique(prefix: &str) -> String {
@@ -189,6 +230,7 @@ impl Volume {
     pub fn new(b: Backend) -> Option<Volume> {
         let dir = tempfile::tempdir().expect("tempdir");
         let name = unique("vol").replace('x', "-");
+        let mut pg_db = None;
         let (meta, storage, bucket, keys) = match b {
             Backend::SqliteFile => (
                 format!("sqlite3://{}/meta.db", dir.path().display()),
@@ -198,15 +240,11 @@ impl Volume {
             ),
             Backend::PgFile => {
                 let pg = service("JFS_TEST_PG")?;
-                let db = unique("jfs");
-                let out = psql(&pg, "postgres", &format!("CREATE DATABASE {db}"));
-                assert!(
-                    out.status.success(),
-                    "create database: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                let db = PgDb::create(&pg);
+                let url = format!("postgres://{pg} dbname={}", db.name);
+                pg_db = Some(db);
                 (
-                    format!("postgres://{pg} dbname={db}"),
+                    url,
                     "file".to_string(),
                     format!("{}/data/", dir.path().display()),
                     None,
@@ -252,6 +290,7 @@ impl Volume {
             bucket,
             keys,
             redis,
+            pg: pg_db,
         })
     }
 
