@@ -12,13 +12,23 @@ use sha2::{Digest, Sha256};
 
 pub const LABEL_JOB: &str = "juicefs-job";
 
+fn short_hash(s: &str, bytes: usize) -> String {
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .take(bytes)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// The Job for a deleted Mount Pod, or `None` when there is nothing to clean (no UUID known,
-/// no hostPath cache directory).
-pub fn job(pod: &Pod, node: &str, namespace: &str, suffix: &str) -> Option<Job> {
+/// no hostPath cache directory). Its name comes from the pod's UID, so a second attempt for
+/// the same pod (a recovery pass that still sees the pod in a lagging cache) finds the first
+/// Job instead of starting another.
+pub fn job(pod: &Pod, node: &str, namespace: &str) -> Option<Job> {
     let uuid = pod.annotations().get(ANNOTATION_UUID)?.clone();
     // A UUID is letters, digits and '-': anything else is not ours to put in a command.
     if uuid.is_empty() || !uuid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
@@ -41,11 +51,9 @@ pub fn job(pod: &Pod, node: &str, namespace: &str, suffix: &str) -> Option<Job> 
         .get(LABEL_VOLUME_ID)
         .cloned()
         .unwrap_or_default();
-    let hex: String = Sha256::digest(format!("{volume}-{node}").as_bytes())
-        .iter()
-        .take(4)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = short_hash(&format!("{volume}-{node}"), 4);
+    let pod_id = pod.uid().unwrap_or_else(|| pod.name_any());
+    let suffix = short_hash(&pod_id, 3);
     let script: Vec<String> = caches
         .iter()
         .map(|(_, dir)| format!("rm -rf {}", sh_quote(&format!("{dir}/{uuid}/raw"))))
@@ -111,10 +119,10 @@ mod tests {
 
     #[test]
     fn cleans_only_the_volume_directory_on_its_node() {
-        let j = job(&pod("470bc328-1296-49ac"), "node-1", "jfs", "qwerty").unwrap();
+        let j = job(&pod("470bc328-1296-49ac"), "node-1", "jfs").unwrap();
         let name = j.metadata.name.clone().unwrap();
         assert!(
-            name.starts_with("juicefs-") && name.ends_with("-cleancache-qwerty"),
+            name.starts_with("juicefs-") && name.contains("-cleancache-") && name.len() <= 63,
             "{name}"
         );
         let spec = j.spec.unwrap().template.spec.unwrap();
@@ -131,9 +139,24 @@ mod tests {
             "not the mount directory"
         );
         assert!(
-            job(&pod("../../etc"), "node-1", "jfs", "x").is_none(),
+            job(&pod("../../etc"), "node-1", "jfs").is_none(),
             "a bad UUID cleans nothing"
         );
-        assert!(job(&pod(""), "node-1", "jfs", "x").is_none());
+        assert!(job(&pod(""), "node-1", "jfs").is_none());
+    }
+
+    #[test]
+    fn one_job_name_per_pod() {
+        let name = |uid: &str| {
+            let mut p = pod("470bc328-1296-49ac");
+            p.metadata.uid = Some(uid.into());
+            job(&p, "node-1", "jfs").unwrap().metadata.name.unwrap()
+        };
+        assert_eq!(name("uid-1"), name("uid-1"), "a retry finds the same Job");
+        assert_ne!(
+            name("uid-1"),
+            name("uid-2"),
+            "a later pod of the volume gets its own"
+        );
     }
 }

@@ -509,12 +509,7 @@ impl MountPods {
         {
             return;
         }
-        let Some(job) = crate::cleancache::job(
-            p,
-            &self.cfg.node_name,
-            &self.cfg.namespace,
-            &random_suffix(),
-        ) else {
+        let Some(job) = crate::cleancache::job(p, &self.cfg.node_name, &self.cfg.namespace) else {
             tracing::warn!(pod = %p.name_any(), "cache cleaning asked for, but the volume UUID or cache directories are unknown");
             return;
         };
@@ -523,6 +518,9 @@ impl MountPods {
         match api.create(&PostParams::default(), &job).await {
             Ok(j) => {
                 tracing::info!(pod = %p.name_any(), job = %j.name_any(), "started the cache-clean Job")
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                tracing::debug!(pod = %p.name_any(), "the cache-clean Job was already started")
             }
             Err(e) => tracing::warn!(pod = %p.name_any(), "creating the cache-clean Job: {e}"),
         }
