@@ -167,6 +167,10 @@ pub struct MountArgs {
     /// Serve extended attributes (off by default, as in JuiceFS: xattr calls get ENOTSUP).
     #[arg(long)]
     pub enable_xattr: bool,
+    /// Acknowledge writes once staged on local disk (the first --cache-dir) and upload them
+    /// in the background. Faster, but a lost node loses what was not uploaded yet.
+    #[arg(long)]
+    pub writeback: bool,
     /// Kernel attribute cache, seconds.
     #[arg(long, default_value = "1")]
     pub attr_cache: String,
@@ -228,6 +232,7 @@ impl MountArgs {
             background: self.background,
             read_only: self.read_only,
             enable_xattr: self.enable_xattr,
+            writeback: self.writeback,
             no_bgjob: self.no_bgjob,
             log: self.log.clone(),
             ..MountOptions::default()

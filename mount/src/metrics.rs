@@ -91,6 +91,8 @@ pub struct Live {
     pub open_handles: usize,
     /// Bytes of the `--buffer-size` budget in use.
     pub used_buffer: u64,
+    /// `--writeback` blocks staged on local disk and not uploaded yet.
+    pub staging_blocks: usize,
 }
 
 impl Metrics {
@@ -177,6 +179,12 @@ impl Metrics {
             "juicefs_used_buffer_size_bytes",
             "Bytes of the read/write buffer budget in use.",
             live.used_buffer as f64,
+        );
+        gauge(
+            &mut out,
+            "juicefs_staging_blocks",
+            "Blocks staged on local disk (--writeback) and not uploaded yet.",
+            live.staging_blocks as f64,
         );
         for (name, help, c) in [
             (

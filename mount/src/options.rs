@@ -41,6 +41,9 @@ pub struct MountOptions {
     pub open_cache: Duration,
     /// Serve extended attributes (off by default, as in JuiceFS: see `VfsConfig::xattr`).
     pub enable_xattr: bool,
+    /// Acknowledge blocks once staged in the first cache directory and upload them in the
+    /// background (off by default: it trades durability for speed).
+    pub writeback: bool,
     /// Options accepted for compatibility with JuiceFS that do not change behaviour yet.
     pub ignored: Vec<String>,
 }
@@ -70,6 +73,7 @@ impl Default for MountOptions {
             max_uploads: 20,
             open_cache: Duration::ZERO,
             enable_xattr: false,
+            writeback: false,
             ignored: Vec::new(),
         }
     }
@@ -160,10 +164,6 @@ pub enum OptionError {
     Unknown(String, String),
     #[error("mount option {name:?}: {why}")]
     BadValue { name: String, why: String },
-    #[error(
-        "option --writeback is not supported: it would acknowledge writes before they reach object storage"
-    )]
-    Writeback,
 }
 
 fn is_known(key: &str) -> bool {
@@ -333,7 +333,7 @@ impl MountOptions {
             }
             "open-cache" => self.open_cache = secs(key, value)?,
             "enable-xattr" => self.enable_xattr = true,
-            "writeback" => return Err(OptionError::Writeback),
+            "writeback" => self.writeback = true,
             k if FUSE_FLAGS.contains(&k) => self.fuse.push(k.to_string()),
             k if FUSE_VALUED.contains(&k) => match value {
                 Some(v) => self.fuse.push(format!("{k}={v}")),
@@ -530,7 +530,9 @@ mod tests {
                 .contains("..")
         );
         assert!(o.apply("subdir=a/../../x").is_err());
-        assert_eq!(o.apply("writeback"), Err(OptionError::Writeback));
+        assert!(!o.writeback, "off by default");
+        o.apply("writeback").unwrap();
+        assert!(o.writeback);
         o.apply_list("allow_other,ro,fsname=x,cache-size=100,prefetch=2")
             .unwrap();
         assert!(o.allow_other && o.read_only);

@@ -111,7 +111,7 @@ fn kernel_readahead_kib(mp: &Path) -> Option<String> {
         .map(|l| l.split(' ').collect::<Vec<_>>())
         .filter(|f| f.len() > 4 && Path::new(f[4]) == mp)
         .map(|f| f[2].to_string())
-        .last()?;
+        .next_back()?;
     let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
     for _ in 0..100 {
         let v = std::fs::read_to_string(&knob).ok()?.trim().to_string();

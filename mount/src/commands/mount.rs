@@ -109,12 +109,15 @@ async fn setup(meta_url: &str, mp: &Path, o: &MountOptions) -> Result<Mounted, S
         Err(e) => return Err(e.to_string()),
     };
     f.check_supported().map_err(|e| e.to_string())?;
-    let store = ObjectStore::new(&f).map_err(|e| e.to_string())?;
+    let mut store = ObjectStore::new(&f).map_err(|e| e.to_string())?;
     if !o.read_only {
         store
             .check()
             .await
             .map_err(|e| format!("cannot use object storage {} {}: {e}", f.storage, f.bucket))?;
+        if o.writeback {
+            store = start_writeback(store, o, &f.uuid)?;
+        }
     }
     let root = resolve_subdir(&*m, o.subdir.as_deref().unwrap_or(""), !o.read_only).await?;
     let sid = if o.read_only {
@@ -169,6 +172,39 @@ async fn setup(meta_url: &str, mp: &Path, o: &MountOptions) -> Result<Mounted, S
         name: f.name,
         uuid: f.uuid,
     })
+}
+
+/// `--writeback`: stage blocks in the first cache directory, upload them in the background,
+/// and first upload what a killed predecessor left staged.
+fn start_writeback(
+    store: ObjectStore,
+    o: &MountOptions,
+    uuid: &str,
+) -> Result<ObjectStore, String> {
+    let Some(dir) = o.cache_dirs.first() else {
+        return Err("--writeback stages blocks on local disk: it needs a --cache-dir".into());
+    };
+    let dir = PathBuf::from(dir).join(uuid).join("rawstaging");
+    tracing::warn!(
+        "--writeback: writes are acknowledged once staged in {}, before they reach object \
+         storage; losing that disk loses what is not uploaded yet",
+        dir.display()
+    );
+    let store = store.with_staging(&dir);
+    if let Some(st) = store.staging() {
+        match st.recover() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("writeback: uploading {n} blocks staged by an earlier client"),
+            Err(e) => {
+                return Err(format!(
+                    "reading the staging directory {}: {e}",
+                    dir.display()
+                ));
+            }
+        }
+    }
+    tokio::spawn(store.clone().upload_staged(o.max_uploads));
+    Ok(store)
 }
 
 /// Heartbeat, usage counters, stale-session and deleted-file cleanup.
@@ -340,7 +376,7 @@ fn mount_device(mp: &Path) -> Option<String> {
         .into_iter()
         .filter(|e| e.mount_point == mp)
         .map(|e| e.dev)
-        .last()
+        .next_back()
 }
 
 fn serve(
@@ -472,6 +508,22 @@ fn serve(
         if let Some(d) = &mounted.vfs.cfg.disk_cache {
             d.settle(Duration::from_secs(10)).await;
         }
+        if let Some(st) = mounted.vfs.store.staging()
+            && st.pending() > 0
+        {
+            // Staged blocks survive this exit, but a pod's disk may not: upload them now.
+            // A second signal still stops the client at once.
+            tracing::info!(
+                "writeback: uploading {} staged blocks before exiting",
+                st.pending()
+            );
+            if !st.drain(Duration::from_secs(3600)).await {
+                tracing::warn!(
+                    "writeback: {} blocks stay staged for the next mount",
+                    st.pending()
+                );
+            }
+        }
         if let Some(sid) = mounted.sid {
             let freed = mounted
                 .meta
@@ -507,6 +559,7 @@ fn live_fn(mounted: &Mounted, mp: &Path) -> crate::internal::LiveFn {
                 used_inodes: st.used_inodes,
                 open_handles: vfs.open_handles(),
                 used_buffer: vfs.used_buffer(),
+                staging_blocks: vfs.store.staging().map_or(0, |s| s.pending()),
             }
         })
     })
@@ -529,6 +582,7 @@ fn config_json(meta_url: &str, mp: &Path, o: &MountOptions, mounted: &Mounted) -
         "DirEntryCacheSeconds": c.dir_entry_ttl.as_secs_f64(),
         "BufferSizeMiB": o.buffer_size_mib,
         "MaxUploads": o.max_uploads,
+        "Writeback": mounted.vfs.store.staging().is_some(),
         "BlockSizeKiB": mounted.vfs.store.block_size() / 1024,
         "CacheDirs": if c.disk_cache.is_some() { o.cache_dirs.clone() } else { Vec::new() },
         "CacheSizeMiB": o.cache_size_mib,

@@ -4,6 +4,7 @@
 mod compress;
 mod list;
 mod local;
+pub mod staging;
 
 pub use list::{Listed, parse_block_name};
 
@@ -63,6 +64,8 @@ pub struct ObjectStore {
     hash_prefix: bool,
     compression: Compression,
     block_size: u64,
+    /// `--writeback`: where blocks wait for their upload.
+    staging: Option<std::sync::Arc<staging::Staging>>,
 }
 
 /// `http://host:port/bucket` (path style) or `https://bucket.host` (virtual host style).
@@ -109,6 +112,7 @@ impl ObjectStore {
                     hash_prefix: f.hash_prefix,
                     compression: Compression::parse(&f.compression).map_err(|e| setup_err(f, e))?,
                     block_size: f.block_bytes(),
+                    staging: None,
                 });
             }
             "s3" | "minio" => {
@@ -153,7 +157,68 @@ impl ObjectStore {
             hash_prefix: f.hash_prefix,
             compression: Compression::parse(&f.compression).map_err(|e| setup_err(f, e))?,
             block_size: f.block_bytes(),
+            staging: None,
         })
+    }
+
+    /// Turns on `--writeback`: blocks are staged under `dir` and uploaded by
+    /// [`ObjectStore::upload_staged`].
+    pub fn with_staging(mut self, dir: &std::path::Path) -> ObjectStore {
+        self.staging = Some(std::sync::Arc::new(staging::Staging::new(dir)));
+        self
+    }
+
+    pub fn staging(&self) -> Option<&std::sync::Arc<staging::Staging>> {
+        self.staging.as_ref()
+    }
+
+    /// A block key without the volume prefix: its path under the staging directory.
+    fn staged_name<'a>(&self, key: &'a str) -> &'a str {
+        key.strip_prefix(&self.prefix).unwrap_or(key)
+    }
+
+    /// Uploads staged blocks as they come, `max_uploads` at once, each retried with backoff
+    /// until it lands (or its file is deleted). Runs for the life of the mount.
+    pub async fn upload_staged(self, max_uploads: usize) {
+        let Some(st) = self.staging.clone() else {
+            return;
+        };
+        let Some(mut rx) = st.take_receiver() else {
+            return;
+        };
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_uploads.max(1)));
+        while let Some(rel) = rx.recv().await {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (store, st) = (self.clone(), st.clone());
+            tokio::spawn(async move {
+                store.upload_one(&st, &rel).await;
+                st.done();
+                drop(slot);
+            });
+        }
+    }
+
+    async fn upload_one(&self, st: &staging::Staging, rel: &str) {
+        let key = format!("{}{rel}", self.prefix);
+        let mut wait = Duration::from_secs(1);
+        // Gone: the file was deleted before its upload, and its blocks with it.
+        while let Some(data) = st.get(rel).await {
+            match self.put(&key, self.compression.compress(data)).await {
+                Ok(()) => {
+                    if let Err(e) = st.remove(rel).await {
+                        tracing::warn!("writeback: removing staged {rel} after its upload: {e}");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("writeback: upload of {key} failed, retrying in {wait:?}: {e}");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
     }
 
     pub fn block_size(&self) -> u64 {
@@ -192,6 +257,12 @@ impl ObjectStore {
 
     pub async fn put_block(&self, id: u64, index: u32, data: Bytes) -> Result<()> {
         let key = self.block_key(id, index, data.len() as u32);
+        if let Some(st) = &self.staging {
+            match st.stage(self.staged_name(&key), data.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) => tracing::warn!("writeback: cannot stage {key} ({e}); uploading it now"),
+            }
+        }
         let body = self.compression.compress(data);
         self.put(&key, body).await
     }
@@ -272,6 +343,12 @@ impl ObjectStore {
 
     pub async fn get_block(&self, id: u64, index: u32, size: u32) -> Result<Bytes> {
         let key = self.block_key(id, index, size);
+        if let Some(st) = &self.staging
+            && let Some(b) = st.get(self.staged_name(&key)).await
+            && b.len() == size as usize
+        {
+            return Ok(b);
+        }
         let raw = self.get(&key).await?;
         // A small object may sit in a much larger pooled read buffer: copy it out so a
         // cached 4 KiB block does not pin megabytes.
@@ -300,8 +377,16 @@ impl ObjectStore {
     pub async fn delete_slice(&self, id: u64, size: u32) -> Result<()> {
         let blocks = (size as u64).div_ceil(self.block_size).max(1) as u32;
         for i in 0..blocks {
-            self.delete(&self.block_key(id, i, self.block_len(size, i)))
-                .await?;
+            let key = self.block_key(id, i, self.block_len(size, i));
+            if let Some(st) = &self.staging {
+                st.remove(self.staged_name(&key))
+                    .await
+                    .map_err(|source| ObjectError::Local {
+                        key: key.clone(),
+                        source,
+                    })?;
+            }
+            self.delete(&key).await?;
         }
         Ok(())
     }

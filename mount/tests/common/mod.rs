@@ -664,3 +664,60 @@ impl Drop for PrivateRedis {
         }
     }
 }
+
+/// A private S3 server (s3s-fs) on a port of its own, stoppable mid-workload.
+pub struct PrivateS3 {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateS3 {
+    pub fn start() -> Option<PrivateS3> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let mut s = PrivateS3 {
+            port,
+            dir: tempfile::tempdir().ok()?,
+            child: None,
+        };
+        std::fs::create_dir_all(s.dir.path().join("outage")).ok()?;
+        s.restart();
+        Some(s)
+    }
+
+    pub fn restart(&mut self) {
+        let child = Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", "ak", "--secret-key", "sk"])
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("s3s-fs (scripts/setup.sh installs it)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("s3s-fs did not listen on {}", self.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateS3 {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
