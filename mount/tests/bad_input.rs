@@ -64,10 +64,6 @@ fn bad_format_arguments() {
     assert!(fails(&["format", &meta, "vol", "--block-size", "8"]).contains("out of range"));
     assert!(fails(&["format", &meta, "vol", "--storage", "s3"]).contains("--bucket is required"));
     assert!(fails(&["format", &meta, "vol", "--storage", "gcs"]).contains("not supported"));
-    assert!(
-        fails(&["format", &meta, "vol", "--trash-days", "1"])
-            .contains("the JuiceFS 0.14 format has no trash")
-    );
 }
 
 #[test]

@@ -50,13 +50,6 @@ pub fn build_format(a: &FormatArgs) -> Result<Format, String> {
     }
     let block_size = 1u64 << (63 - a.block_size.leading_zeros());
     let compression = Compression::parse(&a.compress).map_err(|e| format!("--compress: {e}"))?;
-    if a.trash_days > 0 {
-        return Err(
-            "--trash-days > 0: the JuiceFS 0.14 format has no trash (it came with 1.0, and 0.14 \
-             clients sharing the volume would delete what it keeps); use --trash-days 0"
-                .into(),
-        );
-    }
     Ok(Format {
         name: a.name.clone(),
         uuid: uuid::Uuid::new_v4().to_string(),
@@ -77,7 +70,7 @@ pub fn build_format(a: &FormatArgs) -> Result<Format, String> {
         inodes: a.inodes,
         encrypt_key: String::new(),
         hash_prefix: false,
-        trash_days: 0,
+        trash_days: a.trash_days,
         meta_version: 0,
         unknown: Default::default(),
     })
@@ -104,6 +97,9 @@ async fn format(a: &FormatArgs) -> Result<Format, String> {
         .await
         .map_err(|e| format!("cannot use object storage {} {}: {e}", f.storage, f.bucket))?;
     m.init(&f, a.force).await.map_err(|e| e.to_string())?;
+    if f.trash_days > 0 {
+        m.create_trash_root().await.map_err(|e| e.to_string())?;
+    }
     Ok(f)
 }
 

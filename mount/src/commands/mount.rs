@@ -119,6 +119,9 @@ async fn setup(meta_url: &str, mp: &Path, o: &MountOptions) -> Result<Mounted, S
             store = start_writeback(store, o, &f.uuid)?;
         }
     }
+    if f.trash_days > 0 && !o.read_only {
+        m.create_trash_root().await.map_err(|e| e.to_string())?;
+    }
     let root = resolve_subdir(&*m, o.subdir.as_deref().unwrap_or(""), !o.read_only).await?;
     let sid = if o.read_only {
         None
@@ -163,6 +166,7 @@ async fn setup(meta_url: &str, mp: &Path, o: &MountOptions) -> Result<Mounted, S
         disk_cache,
         open_cache: o.open_cache,
         xattr: o.enable_xattr,
+        trash_days: f.trash_days,
         ..VfsConfig::default()
     };
     Ok(Mounted {
@@ -230,6 +234,27 @@ fn spawn_background(rt: &tokio::runtime::Runtime, mounted: &Mounted, o: &MountOp
     });
     if o.no_bgjob {
         return;
+    }
+    let days = mounted.vfs.cfg.trash_days;
+    if days > 0 {
+        let vfs = mounted.vfs.clone();
+        rt.spawn(async move {
+            // Soon after start (a client that was down catches up), then every hour.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            loop {
+                match vfs
+                    .cleanup_trash(days, meta::now_nanos() / 1_000_000_000)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!("trash: deleted {n} hour directories older than {days} days")
+                    }
+                    Err(e) => tracing::warn!("cleaning the trash: {e}"),
+                }
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+        });
     }
     let meta = mounted.meta.clone();
     rt.spawn(async move {

@@ -139,9 +139,6 @@ impl Format {
         if !self.encrypt_key.is_empty() {
             return bad("EncryptKey", "<set>".into(), "data encryption");
         }
-        if self.trash_days > 0 {
-            return bad("TrashDays", self.trash_days.to_string(), "trash");
-        }
         if !matches!(self.storage.as_str(), "file" | "s3" | "minio") {
             return bad(
                 "Storage",

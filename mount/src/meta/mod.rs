@@ -201,6 +201,8 @@ pub trait Meta: Send + Sync {
     async fn list_slices(&self) -> Result<Vec<(u64, u32)>>;
     /// Unlinked files whose data is still to be deleted.
     async fn pending_deletions(&self) -> Result<u64>;
+    /// Creates the `.trash` directory's node ([`TRASH_INO`]) unless it exists.
+    async fn create_trash_root(&self) -> Result<()>;
 }
 
 /// Opens the engine a META-URL names. The URL is never logged with its password.

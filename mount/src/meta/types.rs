@@ -5,6 +5,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub type Ino = u64;
 pub const ROOT_INO: Ino = 1;
+/// The `.trash` directory (`--trash-days`), at JuiceFS 1.x's inode: above every inode
+/// the counters hand out, beside the virtual files.
+pub const TRASH_INO: Ino = 0x7FFF_FFFF_1000_0000;
 /// JuiceFS chunks are fixed 64 MiB windows of a file.
 pub const CHUNK_SIZE: u64 = 64 << 20;
 
@@ -258,4 +261,14 @@ pub struct PlockRecord {
     pub pid: u32,
     pub start: u64,
     pub end: u64,
+}
+
+/// The `.trash` directory's own node: root-owned, read-only for everyone else, under the
+/// root though no entry of the root names it.
+pub fn trash_root_attr() -> Attr {
+    let mut a = Attr::new(FileKind::Dir, 0o555, 0, 0);
+    a.nlink = 2;
+    a.length = 4096;
+    a.parent = ROOT_INO;
+    a
 }

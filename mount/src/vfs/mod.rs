@@ -5,6 +5,7 @@
 mod compact;
 pub mod disk_cache;
 mod reader;
+pub mod trash;
 mod writer;
 
 use crate::meta::{
@@ -81,6 +82,8 @@ pub struct VfsConfig {
     /// answers ENOSYS, which the kernel remembers (callers see EOPNOTSUPP), so `ls -l` and
     /// each write stop asking the metadata engine for `security.*` and ACL names.
     pub xattr: bool,
+    /// Days deleted files stay in `.trash` (the volume's `TrashDays`; 0: no trash).
+    pub trash_days: u64,
 }
 
 impl Default for VfsConfig {
@@ -98,6 +101,7 @@ impl Default for VfsConfig {
             open_cache: Duration::ZERO,
             root: crate::meta::ROOT_INO,
             xattr: true,
+            trash_days: 0,
         }
     }
 }
@@ -385,6 +389,9 @@ impl Vfs {
 
     pub async fn unlink(&self, parent: Ino, name: &str, caller: Caller) -> Result<()> {
         self.check_writable()?;
+        if self.trash_unlink(parent, name, caller).await? {
+            return Ok(());
+        }
         let freed = self.meta.unlink(parent, name, caller).await?;
         self.free_slices(freed);
         Ok(())
@@ -392,6 +399,9 @@ impl Vfs {
 
     pub async fn rmdir(&self, parent: Ino, name: &str, caller: Caller) -> Result<()> {
         self.check_writable()?;
+        if self.trash_rmdir(parent, name, caller).await? {
+            return Ok(());
+        }
         Ok(self.meta.rmdir(parent, name, caller).await?)
     }
 
@@ -405,6 +415,13 @@ impl Vfs {
         caller: Caller,
     ) -> Result<()> {
         self.check_writable()?;
+        if mode == RenameMode::Replace
+            && self
+                .trash_rename(parent, name, new_parent, new_name, caller)
+                .await?
+        {
+            return Ok(());
+        }
         let freed = self
             .meta
             .rename(parent, name, new_parent, new_name, mode, caller)

@@ -281,6 +281,18 @@ impl Meta for RedisMeta {
     async fn pending_deletions(&self) -> Result<u64> {
         self.do_pending_deletions().await
     }
+    async fn create_trash_root(&self) -> Result<()> {
+        self.check_writable()?;
+        // NX: a trash that exists keeps its link count.
+        self.conn
+            .run::<()>(
+                ::redis::cmd("SET")
+                    .arg(keys::inode(TRASH_INO))
+                    .arg(encode_attr(&trash_root_attr()))
+                    .arg("NX"),
+            )
+            .await
+    }
     /// Nothing is batched locally: the counters change inside each transaction.
     async fn flush_stats(&self) -> Result<()> {
         Ok(())

@@ -579,6 +579,21 @@ impl Meta for SqlMeta {
     async fn pending_deletions(&self) -> Result<u64> {
         self.do_pending_deletions().await
     }
+    async fn create_trash_root(&self) -> Result<()> {
+        self.check_writable()?;
+        txn!(self, true, |tx| {
+            let found = tx
+                .query(
+                    "SELECT inode FROM jfs_node WHERE inode=?",
+                    &[TRASH_INO.into()],
+                )
+                .await?;
+            if found.is_empty() {
+                insert_node(&mut tx, TRASH_INO, &trash_root_attr()).await?;
+            }
+            Ok(())
+        })
+    }
     async fn flush_stats(&self) -> Result<()> {
         if self.read_only {
             return Ok(());
