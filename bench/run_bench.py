@@ -11,6 +11,7 @@ create+write+close, stat, read, unlink) and `ls -l` of their directory. Reports 
 ops/s, seconds and each client's peak RSS, and our ratio to the reference.
 
 Usage: bench/run.sh [--size-mib 1024] [--files 10000] [--rounds 2] [--backends sqlite-file,redis-s3]
+       bench/run.sh --writeback [--size-mib 1024] [--rounds 2]   (only the --writeback table)
 """
 
 import argparse
@@ -113,25 +114,25 @@ CACHE_MIB = "10240"
 
 
 class Ours(Client):
-    def __init__(self, work, backend):
+    def __init__(self, work, backend, extra=()):
         super().__init__("ours", work)
-        self.meta = backend.meta
+        self.meta, self.extra = backend.meta, list(extra)
         sh(OURS, "format", self.meta, "bench", *backend.storage)
 
     def command(self):
         return [OURS, "mount", self.meta, self.mp, "--cache-dir", f"{self.work}/cache", "--cache-size", CACHE_MIB,
-                "-o", "free-space-ratio=0.01"]
+                "-o", "free-space-ratio=0.01", *self.extra]
 
 
 class Reference(Client):
-    def __init__(self, work, backend):
+    def __init__(self, work, backend, extra=()):
         super().__init__("reference 0.14.2", work)
-        self.meta = backend.meta
+        self.meta, self.extra = backend.meta, list(extra)
         sh(REF, "format", *backend.storage, self.meta, "bench")
 
     def command(self):
         return [REF, "mount", "--no-usage-report", "--cache-size", CACHE_MIB, "--cache-dir", f"{self.work}/cache",
-                "--free-space-ratio", "0.01", "--metrics", "127.0.0.1:0", self.meta, self.mp]
+                "--free-space-ratio", "0.01", "--metrics", "127.0.0.1:0", *self.extra, self.meta, self.mp]
 
 
 class Bindfs(Client):
@@ -340,6 +341,56 @@ def bench(a):
     return tables
 
 
+def staged_files(work):
+    n = 0
+    for root, _, files in os.walk(os.path.join(work, "cache")):
+        if os.sep + "rawstaging" in root:
+            n += len(files)
+    return n
+
+
+def writeback_bench(a):
+    """Sequential write with --writeback on Redis + S3: MiB/s until fsync returns (blocks
+    staged on local disk), and until the last staged block is uploaded."""
+    rows = {}
+    for rnd in range(a.rounds):
+        for cls in ([Ours, Reference] if rnd % 2 == 0 else [Reference, Ours]):
+            subprocess.run(["sync"])
+            time.sleep(2)
+            work = tempfile.mkdtemp(prefix="jfs-bench-", dir=a.dir)
+            c = cls(work, Backend("redis-s3", work), extra=["--writeback"])
+            try:
+                c.start()
+                t = time.perf_counter()
+                acked = fio(c.mp, "write", a.size_mib)
+                deadline = time.time() + 1800
+                while staged_files(work) and time.time() < deadline:
+                    time.sleep(0.1)
+                landed = a.size_mib / (time.perf_counter() - t)
+                c.stop()
+            finally:
+                if c.proc and c.proc.poll() is None:
+                    c.stop()
+                shutil.rmtree(work, ignore_errors=True)
+            rows.setdefault(c.name, []).append((acked, landed))
+            print("writeback", f"round {rnd + 1}", c.name, acked, landed, flush=True)
+    mean = {n: [sum(x[i] for x in v) / len(v) for i in range(2)] for n, v in rows.items()}
+    ours, ref = mean["ours"], mean["reference 0.14.2"]
+    lines = ["| workload (MiB/s) | ours --writeback | reference 0.14.2 --writeback | ours vs reference |", "|---|---|---|---|"]
+    for i, label in enumerate(["Sequential write until fsync returns (staged)", "Sequential write until every block is in S3"]):
+        lines.append(f"| {label} | {ours[i]:.0f} | {ref[i]:.0f} | {ours[i] / ref[i]:.2f}x |")
+    return "\n".join(lines)
+
+
+def replace_section(doc, tag, section):
+    start, end = f"<!-- {tag}:start -->", f"<!-- {tag}:end -->"
+    section = start + "\n" + section + end
+    if start in doc:
+        pre, rest = doc.split(start, 1)
+        return pre + section + rest.split(end, 1)[1]
+    return doc.rstrip() + "\n\n" + section + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mib", type=int, default=1024)
@@ -348,13 +399,27 @@ def main():
     ap.add_argument("--dir", default="/var/tmp", help="where backends live (same disk for all)")
     ap.add_argument("--rounds", type=int, default=2, help="rounds, client order alternating; the mean is reported")
     ap.add_argument("--backends", default="sqlite-file,redis-s3")
+    ap.add_argument("--writeback", action="store_true", help="only the --writeback table (Redis + S3)")
     a = ap.parse_args()
     restore = steady_memory()
     try:
-        tables = bench(a)
+        if a.writeback:
+            t = writeback_bench(a)
+        else:
+            tables = bench(a)
     finally:
         restore_memory(restore)
     cmd = "bench/run.sh " + " ".join(sys.argv[1:])
+    if a.writeback:
+        doc = open(a.out).read()
+        section = (f"## `--writeback`: ours vs reference 0.14.2\n\nCommand: `{cmd.strip()}` "
+                   f"({time.strftime('%Y-%m-%d')}, {a.size_mib} MiB file with 1 MiB blocks on Redis + s3s-fs, "
+                   f"mean of {a.rounds} rounds). Both clients stage blocks in `<cache-dir>/<UUID>/rawstaging`; "
+                   f"the second row waits until that directory is empty.\n\n{t}\n")
+        with open(a.out, "w") as f:
+            f.write(replace_section(doc, "writeback", section))
+        print(t)
+        return
     host = f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 30} GiB"
     doc = open(a.out).read() if os.path.exists(a.out) else "# Benchmarks\n"
     section = (f"<!-- client-core:start -->\n## Client: ours vs reference 0.14.2 vs bindfs\n\n"
