@@ -26,6 +26,24 @@ fn bucket_dir(v: &Volume) -> PathBuf {
     }
 }
 
+/// Every full-size (4 MiB) block object under `dir`.
+fn full_blocks(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with("_4194304") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 fn plant(dir: &Path, name: &str, age: Duration) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let p = dir.join(name);
@@ -85,16 +103,31 @@ fn gc_finds_and_deletes_leaks_and_fsck_names_lost_blocks(b: Backend) {
     assert!(young.exists(), "an object younger than an hour is spared");
     std::fs::remove_file(&young).unwrap();
 
-    // Lose the middle block of `big`.
-    let lost = std::fs::read_dir(&chunks)
+    // Lose a full block of `big`. Which slice holds it depends on whether the writer
+    // committed mid-file (a slice open 5 s is committed, and this VM's clock can leap),
+    // so look for any 4 MiB block, anywhere under chunks/.
+    let lost_path = full_blocks(&bucket_dir(&v).join(&v.name).join("chunks"))
+        .into_iter()
+        .next()
+        .expect("a 4 MiB block of the 9 MiB file");
+    let lost = lost_path
+        .file_name()
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .find(|n| n.contains("_1_4194304"))
-        .expect("block 1 of the 9 MiB file");
-    std::fs::remove_file(chunks.join(&lost)).unwrap();
+        .to_string_lossy()
+        .into_owned();
+    let rel = lost_path
+        .strip_prefix(bucket_dir(&v))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    std::fs::remove_file(&lost_path).unwrap();
     let fsck = juicefs(&["fsck", meta]);
     assert_eq!(fsck.status.code(), Some(1), "{}", stderr(&fsck));
-    assert!(stderr(&fsck).contains(&format!("missing object {}/chunks/0/0/{lost}", v.name)));
+    assert!(
+        stderr(&fsck).contains(&format!("missing object {rel}")),
+        "{rel}: {}",
+        stderr(&fsck)
+    );
     assert!(
         stderr(&fsck).contains("1 lost (4.0 MiB)"),
         "{}",

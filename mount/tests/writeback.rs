@@ -88,18 +88,18 @@ fn writeback_stages_blocks_and_uploads_them_after_a_crash() {
         f.sync_all()
             .expect("fsync succeeds with the object store down: the blocks are staged");
     }
-    let tree = Command::new("find").arg(&cache).output().unwrap();
+    // Normally one slice of two blocks; a commit mid-write (this VM's clock can leap past
+    // the 5 s slice age) splits it, so count bytes, not names.
+    let staged = staged_blocks(&staging);
+    let staged_bytes: u64 = staged
+        .iter()
+        .filter_map(|n| n.rsplit('_').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(staged_bytes, data.len() as u64, "{staged:?}\n{}", m.log());
     assert_eq!(
-        staged_blocks(&staging),
-        vec![
-            format!("{}_0_4194304", blocks_slice(&staging)),
-            format!("{}_1_{}", blocks_slice(&staging), (2 << 20) + 123)
-        ],
-        "{}\n{}",
-        String::from_utf8_lossy(&tree.stdout),
-        m.log()
+        stats_value(&m, "juicefs_staging_blocks"),
+        Some(staged.len() as f64)
     );
-    assert_eq!(stats_value(&m, "juicefs_staging_blocks"), Some(2.0));
     // A fresh open drops the page cache (no --open-cache): the read reaches the client,
     // which has no disk cache and no object store, only the staged blocks.
     let mut back = Vec::new();
@@ -143,8 +143,8 @@ fn writeback_stages_blocks_and_uploads_them_after_a_crash() {
         m.log()
     );
     assert_eq!(
-        staged_blocks(&s3.dir.path().join("outage").join("wbk").join("chunks")).len(),
-        2
+        staged_blocks(&s3.dir.path().join("outage").join("wbk").join("chunks")),
+        staged
     );
     m.unmount();
 
@@ -161,14 +161,6 @@ fn writeback_stages_blocks_and_uploads_them_after_a_crash() {
         fs::read(r.path("staged")).unwrap() == data,
         "the reference client reads what was staged and uploaded later"
     );
-}
-
-/// The slice id of the staged blocks (the one directory level holding block files).
-fn blocks_slice(staging: &Path) -> String {
-    staged_blocks(staging)
-        .first()
-        .and_then(|n| n.split('_').next().map(str::to_string))
-        .unwrap_or_default()
 }
 
 #[test]
