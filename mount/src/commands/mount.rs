@@ -194,7 +194,7 @@ fn start_writeback(
          storage; losing that disk loses what is not uploaded yet",
         dir.display()
     );
-    let store = store.with_staging(&dir);
+    let store = store.with_staging(&dir, o.max_uploads);
     if let Some(st) = store.staging() {
         match st.recover() {
             Ok(0) => {}
@@ -207,7 +207,6 @@ fn start_writeback(
             }
         }
     }
-    tokio::spawn(store.clone().upload_staged(o.max_uploads));
     Ok(store)
 }
 

@@ -39,7 +39,7 @@ fn listed(key: String, modified: Option<SystemTime>) -> Option<Listed> {
 }
 
 /// Files under `dir`, as keys relative to `root`.
-fn walk(
+pub(super) fn walk(
     root: &Path,
     dir: &Path,
     out: &mut Vec<(String, Option<SystemTime>)>,

@@ -161,10 +161,13 @@ impl ObjectStore {
         })
     }
 
-    /// Turns on `--writeback`: blocks are staged under `dir` and uploaded by
-    /// [`ObjectStore::upload_staged`].
-    pub fn with_staging(mut self, dir: &std::path::Path) -> ObjectStore {
-        self.staging = Some(std::sync::Arc::new(staging::Staging::new(dir)));
+    /// Turns on `--writeback`: blocks are staged under `dir`, and an uploader task (spawned
+    /// here, so call it inside the runtime) uploads them, `max_uploads` at once.
+    pub fn with_staging(mut self, dir: &std::path::Path, max_uploads: usize) -> ObjectStore {
+        let (st, rx) = staging::Staging::new(dir);
+        let st = std::sync::Arc::new(st);
+        self.staging = Some(st.clone());
+        tokio::spawn(self.clone().upload_staged(st, rx, max_uploads));
         self
     }
 
@@ -179,13 +182,12 @@ impl ObjectStore {
 
     /// Uploads staged blocks as they come, `max_uploads` at once, each retried with backoff
     /// until it lands (or its file is deleted). Runs for the life of the mount.
-    pub async fn upload_staged(self, max_uploads: usize) {
-        let Some(st) = self.staging.clone() else {
-            return;
-        };
-        let Some(mut rx) = st.take_receiver() else {
-            return;
-        };
+    async fn upload_staged(
+        self,
+        st: std::sync::Arc<staging::Staging>,
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+        max_uploads: usize,
+    ) {
         let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_uploads.max(1)));
         while let Some(rel) = rx.recv().await {
             let Ok(slot) = slots.clone().acquire_owned().await else {

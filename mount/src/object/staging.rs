@@ -7,7 +7,7 @@
 
 use super::local::LocalDir;
 use bytes::Bytes;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -16,20 +16,20 @@ use tokio::sync::mpsc;
 pub struct Staging {
     dir: LocalDir,
     queue: mpsc::UnboundedSender<String>,
-    receiver: std::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
     /// Blocks staged and not yet uploaded (or found deleted).
     pending: AtomicUsize,
 }
 
 impl Staging {
-    pub fn new(dir: &Path) -> Staging {
+    /// The staging directory, and the queue of keys its uploader takes.
+    pub fn new(dir: &Path) -> (Staging, mpsc::UnboundedReceiver<String>) {
         let (queue, rx) = mpsc::unbounded_channel();
-        Staging {
+        let st = Staging {
             dir: LocalDir::new(&dir.to_string_lossy()),
             queue,
-            receiver: std::sync::Mutex::new(Some(rx)),
             pending: AtomicUsize::new(0),
-        }
+        };
+        (st, rx)
     }
 
     pub fn pending(&self) -> usize {
@@ -59,20 +59,20 @@ impl Staging {
         self.dir.delete(rel).await
     }
 
-    /// Queues every block a previous client left staged; returns how many.
+    /// Queues every block a previous client left staged (temporary files, a write cut
+    /// short, are not blocks); returns how many.
     pub fn recover(&self) -> std::io::Result<usize> {
-        let root = self.dir.root().to_path_buf();
+        let root = self.dir.root();
         let mut found = Vec::new();
-        walk(&root, &root, &mut found)?;
-        let n = found.len();
-        for rel in found {
-            self.enqueue(rel);
+        super::list::walk(root, root, &mut found)?;
+        let mut n = 0;
+        for (rel, _) in found {
+            if super::parse_block_name(&rel).is_some() {
+                self.enqueue(rel);
+                n += 1;
+            }
         }
         Ok(n)
-    }
-
-    pub fn take_receiver(&self) -> Option<mpsc::UnboundedReceiver<String>> {
-        self.receiver.lock().ok()?.take()
     }
 
     /// Marks one queued block as done (uploaded, or gone because its file was deleted).
@@ -99,26 +99,4 @@ impl Staging {
         }
         true
     }
-}
-
-/// Staged block files under `dir`, as keys relative to `root`; temporary files (a write
-/// cut short) are skipped.
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for e in entries {
-        let e = e?;
-        let path: PathBuf = e.path();
-        if e.file_type()?.is_dir() {
-            walk(root, &path, out)?;
-        } else if super::parse_block_name(&e.file_name().to_string_lossy()).is_some()
-            && let Ok(rel) = path.strip_prefix(root)
-        {
-            out.push(rel.to_string_lossy().into_owned());
-        }
-    }
-    Ok(())
 }
