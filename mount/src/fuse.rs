@@ -237,18 +237,6 @@ impl fuser::Filesystem for FuseFs {
             let ttl = Duration::from_secs(1);
             return reply.entry_with_ttls(&ttl, &ttl, &self.internal_attr(ino), Generation(0));
         }
-        if parent.0 == 1
-            && name == ".trash"
-            && self.vfs.cfg.trash_days > 0
-            && self.vfs.cfg.root == crate::meta::ROOT_INO
-        {
-            let trash = async {
-                let a = self.vfs.getattr(crate::meta::TRASH_INO).await?;
-                Ok((crate::meta::TRASH_INO, a))
-            };
-            let r = self.timed("lookup", trash);
-            return self.entry(reply, "lookup", r);
-        }
         let r = self.timed("lookup", self.vfs.lookup(self.ino(parent), name));
         self.entry(reply, "lookup", r)
     }

@@ -10,7 +10,7 @@ mod writer;
 
 use crate::meta::{
     Attr, Caller, DirEntry, FileKind, FreedSlice, Ino, LockType, Meta, MetaError, PlockRecord,
-    RenameMode, SetAttr, StatFs,
+    RenameMode, SetAttr, StatFs, TRASH_INO,
 };
 use crate::object::ObjectStore;
 use reader::{BlockCache, ChunkViews, Reader};
@@ -290,6 +290,9 @@ impl Vfs {
     }
 
     pub async fn lookup(&self, parent: Ino, name: &str) -> Result<(Ino, Attr)> {
+        if self.is_trash_name(parent, name) {
+            return Ok((TRASH_INO, self.meta.getattr(TRASH_INO).await?));
+        }
         let (ino, a) = self.meta.lookup(parent, name).await?;
         Ok((ino, self.with_pending_length(ino, a).await))
     }

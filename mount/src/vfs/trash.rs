@@ -7,7 +7,7 @@
 
 use super::{Result, Vfs};
 use crate::meta::{
-    Caller, FileKind, FreedSlice, Ino, Meta, MetaError, RenameMode, TRASH_INO, now_nanos,
+    Caller, FileKind, FreedSlice, Ino, Meta, MetaError, ROOT_INO, RenameMode, TRASH_INO, now_nanos,
 };
 
 /// Days to keep, from the volume format; 0 is no trash.
@@ -93,6 +93,15 @@ pub fn entry_name(parent: Ino, ino: Ino, name: &str) -> String {
 }
 
 impl Vfs {
+    /// `.trash` in the volume's root, when the volume has a trash (a `--subdir` mount has
+    /// no way up to it).
+    pub(super) fn is_trash_name(&self, parent: Ino, name: &str) -> bool {
+        name == ".trash"
+            && parent == ROOT_INO
+            && self.cfg.root == ROOT_INO
+            && enabled(self.cfg.trash_days)
+    }
+
     /// The hour directory deletions from `parent` go to, or `None` when they are final:
     /// no trash, or `parent` is in the trash already.
     async fn trash_for(&self, parent: Ino) -> Result<Option<Ino>> {
