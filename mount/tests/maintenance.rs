@@ -26,24 +26,6 @@ fn bucket_dir(v: &Volume) -> PathBuf {
     }
 }
 
-/// Every full-size (4 MiB) block object under `dir`.
-fn full_blocks(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.to_string_lossy().ends_with("_4194304") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn plant(dir: &Path, name: &str, age: Duration) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let p = dir.join(name);
@@ -106,9 +88,9 @@ fn gc_finds_and_deletes_leaks_and_fsck_names_lost_blocks(b: Backend) {
     // Lose a full block of `big`. Which slice holds it depends on whether the writer
     // committed mid-file (a slice open 5 s is committed, and this VM's clock can leap),
     // so look for any 4 MiB block, anywhere under chunks/.
-    let lost_path = full_blocks(&bucket_dir(&v).join(&v.name).join("chunks"))
+    let lost_path = files_under(&bucket_dir(&v).join(&v.name).join("chunks"))
         .into_iter()
-        .next()
+        .find(|p| p.to_string_lossy().ends_with("_4194304"))
         .expect("a 4 MiB block of the 9 MiB file");
     let lost = lost_path
         .file_name()

@@ -9,25 +9,15 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 
-/// Staged block files (not temporary ones) under `dir`.
+/// Names of the block files under `dir` (temporary ones, a write cut short, left out).
 fn staged_blocks(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if !name.contains(".tmp") {
-                    out.push(name);
-                }
-            }
-        }
-    }
-    out.sort();
-    out
+    let mut names: Vec<String> = files_under(dir)
+        .iter()
+        .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
+        .filter(|n| !n.contains(".tmp"))
+        .collect();
+    names.sort();
+    names
 }
 
 fn stats_value(m: &Mount, name: &str) -> Option<f64> {
@@ -42,21 +32,12 @@ fn stats_value(m: &Mount, name: &str) -> Option<f64> {
 
 #[test]
 fn writeback_stages_blocks_and_uploads_them_after_a_crash() {
-    if service("JFS_TEST_S3_ENDPOINT").is_none() {
-        return;
-    }
     let Some(mut s3) = PrivateS3::start() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let meta = format!("sqlite3://{}/meta.db", dir.path().display());
-    let bucket = format!("http://127.0.0.1:{}/outage", s3.port);
-    run_ok({
-        let mut c = Command::new(OURS);
-        c.args(["format", "--storage", "s3", "--bucket", &bucket])
-            .args(["--access-key", "ak", "--secret-key", "sk", &meta, "wbk"]);
-        c
-    });
+    s3.format(&meta, "wbk");
     let cache = dir.path().join("cache");
     let mp = dir.path().join("mnt");
     fs::create_dir_all(&mp).unwrap();
@@ -116,7 +97,7 @@ fn writeback_stages_blocks_and_uploads_them_after_a_crash() {
         2,
         "staged blocks outlive the client"
     );
-    let bucket_files = staged_blocks(&s3.dir.path().join("outage").join("wbk").join("chunks"));
+    let bucket_files = staged_blocks(&s3.volume_dir("wbk").join("chunks"));
     assert!(
         bucket_files.is_empty(),
         "uploaded while S3 was down? {bucket_files:?}"
@@ -142,10 +123,7 @@ fn writeback_stages_blocks_and_uploads_them_after_a_crash() {
         "{}",
         m.log()
     );
-    assert_eq!(
-        staged_blocks(&s3.dir.path().join("outage").join("wbk").join("chunks")),
-        staged
-    );
+    assert_eq!(staged_blocks(&s3.volume_dir("wbk").join("chunks")), staged);
     m.unmount();
 
     let rmp = dir.path().join("ref");

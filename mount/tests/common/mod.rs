@@ -665,6 +665,24 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// Every file under `dir`, at any depth, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// A private S3 server (s3s-fs) on a port of its own, stoppable mid-workload.
 pub struct PrivateS3 {
     pub port: u16,
@@ -673,7 +691,9 @@ pub struct PrivateS3 {
 }
 
 impl PrivateS3 {
+    /// `None` where the S3 tools are not installed (`scripts/services.sh` was not run).
     pub fn start() -> Option<PrivateS3> {
+        service("JFS_TEST_S3_ENDPOINT")?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .ok()?
             .local_addr()
@@ -706,6 +726,23 @@ impl PrivateS3 {
             std::thread::sleep(std::time::Duration::from_millis(25));
         }
         panic!("s3s-fs did not listen on {}", self.port);
+    }
+
+    /// Formats volume `name` with its metadata at `meta` and its data in this server's
+    /// bucket, which holds it under [`PrivateS3::volume_dir`].
+    pub fn format(&self, meta: &str, name: &str) {
+        let bucket = format!("http://127.0.0.1:{}/outage", self.port);
+        run_ok({
+            let mut c = Command::new(OURS);
+            c.args(["format", "--storage", "s3", "--bucket", &bucket])
+                .args(["--access-key", "ak", "--secret-key", "sk", meta, name]);
+            c
+        });
+    }
+
+    /// Where the server keeps volume `name`'s objects.
+    pub fn volume_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join("outage").join(name)
     }
 
     pub fn stop(&mut self) {
