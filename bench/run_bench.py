@@ -309,25 +309,33 @@ def table(results):
     return "\n".join(lines)
 
 
+def each_run(a, kind, order, body, **extra):
+    """body(client) for every client class in `order`, `a.rounds` times with the order
+    alternating, each on a fresh backend in a work directory removed after; yields
+    (client name, result)."""
+    for rnd in range(a.rounds):
+        for cls in (order if rnd % 2 == 0 else list(reversed(order))):
+            subprocess.run(["sync"])
+            time.sleep(2)  # let the previous client's dirty pages drain
+            work = tempfile.mkdtemp(prefix="jfs-bench-", dir=a.dir)
+            c = cls(work, Backend(kind, work), **extra)
+            try:
+                r = body(c)
+            finally:
+                if c.proc and c.proc.poll() is None:
+                    c.stop()
+                shutil.rmtree(work, ignore_errors=True)
+            print(kind, f"round {rnd + 1}", c.name, json.dumps(r), flush=True)
+            yield c.name, r
+
+
 def bench(a):
     tables = []
     for kind in a.backends.split(","):
         runs = {}
         order = [Ours, Reference] + ([Bindfs] if kind == "sqlite-file" else [])
-        for rnd in range(a.rounds):
-            for cls in (order if rnd % 2 == 0 else list(reversed(order))):
-                subprocess.run(["sync"])
-                time.sleep(2)  # let the previous client's dirty pages drain
-                work = tempfile.mkdtemp(prefix="jfs-bench-", dir=a.dir)
-                c = cls(work, Backend(kind, work))
-                try:
-                    r = run(c, a.size_mib, a.files)
-                finally:
-                    if c.proc and c.proc.poll() is None:
-                        c.stop()
-                    shutil.rmtree(work, ignore_errors=True)
-                runs.setdefault(c.name, []).append(r)
-                print(kind, f"round {rnd + 1}", c.name, json.dumps(r), flush=True)
+        for name, r in each_run(a, kind, order, lambda c: run(c, a.size_mib, a.files)):
+            runs.setdefault(name, []).append(r)
         results = {name: {k: sum(r[k] for r in rs) / len(rs) for k in rs[0]} for name, rs in runs.items()}
         results = {k: results[k] for k in sorted(results, key=ORDER.index)}
         t = table(results)
@@ -352,28 +360,20 @@ def staged_files(work):
 def writeback_bench(a):
     """Sequential write with --writeback on Redis + S3: MiB/s until fsync returns (blocks
     staged on local disk), and until the last staged block is uploaded."""
+    def body(c):
+        c.start()
+        t = time.perf_counter()
+        acked = fio(c.mp, "write", a.size_mib)
+        deadline = time.time() + 1800
+        while staged_files(c.work) and time.time() < deadline:
+            time.sleep(0.1)
+        landed = a.size_mib / (time.perf_counter() - t)
+        c.stop()
+        return acked, landed
+
     rows = {}
-    for rnd in range(a.rounds):
-        for cls in ([Ours, Reference] if rnd % 2 == 0 else [Reference, Ours]):
-            subprocess.run(["sync"])
-            time.sleep(2)
-            work = tempfile.mkdtemp(prefix="jfs-bench-", dir=a.dir)
-            c = cls(work, Backend("redis-s3", work), extra=["--writeback"])
-            try:
-                c.start()
-                t = time.perf_counter()
-                acked = fio(c.mp, "write", a.size_mib)
-                deadline = time.time() + 1800
-                while staged_files(work) and time.time() < deadline:
-                    time.sleep(0.1)
-                landed = a.size_mib / (time.perf_counter() - t)
-                c.stop()
-            finally:
-                if c.proc and c.proc.poll() is None:
-                    c.stop()
-                shutil.rmtree(work, ignore_errors=True)
-            rows.setdefault(c.name, []).append((acked, landed))
-            print("writeback", f"round {rnd + 1}", c.name, acked, landed, flush=True)
+    for name, r in each_run(a, "redis-s3", [Ours, Reference], body, extra=["--writeback"]):
+        rows.setdefault(name, []).append(r)
     mean = {n: [sum(x[i] for x in v) / len(v) for i in range(2)] for n, v in rows.items()}
     ours, ref = mean["ours"], mean["reference 0.14.2"]
     lines = ["| workload (MiB/s) | ours --writeback | reference 0.14.2 --writeback | ours vs reference |", "|---|---|---|---|"]
@@ -410,30 +410,22 @@ def main():
     finally:
         restore_memory(restore)
     cmd = "bench/run.sh " + " ".join(sys.argv[1:])
+    doc = open(a.out).read() if os.path.exists(a.out) else "# Benchmarks\n"
     if a.writeback:
-        doc = open(a.out).read()
         section = (f"## `--writeback`: ours vs reference 0.14.2\n\nCommand: `{cmd.strip()}` "
                    f"({time.strftime('%Y-%m-%d')}, {a.size_mib} MiB file with 1 MiB blocks on Redis + s3s-fs, "
                    f"mean of {a.rounds} rounds). Both clients stage blocks in `<cache-dir>/<UUID>/rawstaging`; "
                    f"the second row waits until that directory is empty.\n\n{t}\n")
-        with open(a.out, "w") as f:
-            f.write(replace_section(doc, "writeback", section))
+        doc = replace_section(doc, "writeback", section)
         print(t)
-        return
-    host = f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 30} GiB"
-    doc = open(a.out).read() if os.path.exists(a.out) else "# Benchmarks\n"
-    section = (f"<!-- client-core:start -->\n## Client: ours vs reference 0.14.2 vs bindfs\n\n"
-               f"Command: `{cmd.strip()}` ({time.strftime('%Y-%m-%d')}, {host}, {a.size_mib} MiB file, "
-               f"{a.files} small files, every client on identical backends on the same disk, disk caches of "
-               f"{CACHE_MIB} MiB in the work directory, mean of {a.rounds} rounds with the client order "
-               f"alternating). Higher is better unless the row says otherwise.\n\n" + "\n".join(tables) +
-               f"<!-- client-core:end -->")
-    if "<!-- client-core:start -->" in doc:
-        pre, rest = doc.split("<!-- client-core:start -->", 1)
-        post = rest.split("<!-- client-core:end -->", 1)[1]
-        doc = pre + section + post
     else:
-        doc = doc.rstrip() + "\n\n" + section + "\n"
+        host = f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 30} GiB"
+        section = (f"## Client: ours vs reference 0.14.2 vs bindfs\n\n"
+                   f"Command: `{cmd.strip()}` ({time.strftime('%Y-%m-%d')}, {host}, {a.size_mib} MiB file, "
+                   f"{a.files} small files, every client on identical backends on the same disk, disk caches of "
+                   f"{CACHE_MIB} MiB in the work directory, mean of {a.rounds} rounds with the client order "
+                   f"alternating). Higher is better unless the row says otherwise.\n\n" + "\n".join(tables))
+        doc = replace_section(doc, "client-core", section)
     with open(a.out, "w") as f:
         f.write(doc)
 
