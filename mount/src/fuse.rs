@@ -116,10 +116,14 @@ impl FuseFs {
         file_attr(self.kino(ino), a)
     }
 
-    /// Runs one operation to completion on this FUSE thread, timing it for the metrics.
+    /// Runs one operation to completion on this FUSE thread, timing it for the metrics and,
+    /// while someone reads `.accesslog`, logging it with its caller and `args` (formatted
+    /// only then).
     fn timed<T>(
         &self,
+        req: &Request,
         method: &'static str,
+        args: impl FnOnce() -> String,
         op: impl std::future::Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         let start = std::time::Instant::now();
@@ -129,7 +133,9 @@ impl FuseFs {
         crate::metrics::METRICS.fuse_op(method, took, errno);
         if self.internal.logging() {
             self.internal.log_line(crate::internal::access_line(
+                &caller(req),
                 method,
+                &args(),
                 errno,
                 took.as_secs_f64(),
             ));
@@ -226,7 +232,7 @@ impl fuser::Filesystem for FuseFs {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = match name_str(name) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
@@ -237,15 +243,25 @@ impl fuser::Filesystem for FuseFs {
             let ttl = Duration::from_secs(1);
             return reply.entry_with_ttls(&ttl, &ttl, &self.internal_attr(ino), Generation(0));
         }
-        let r = self.timed("lookup", self.vfs.lookup(self.ino(parent), name));
+        let r = self.timed(
+            req,
+            "lookup",
+            || format!("{},{name}", parent.0),
+            self.vfs.lookup(self.ino(parent), name),
+        );
         self.entry(reply, "lookup", r)
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         if crate::internal::is_internal(ino.0) {
             return reply.attr(&Duration::from_secs(1), &self.internal_attr(ino.0));
         }
-        match self.timed("getattr", self.vfs.getattr(self.ino(ino))) {
+        match self.timed(
+            req,
+            "getattr",
+            || ino.0.to_string(),
+            self.vfs.getattr(self.ino(ino)),
+        ) {
             Ok(a) => reply.attr(&self.vfs.cfg.attr_ttl, &self.attr(self.ino(ino), &a)),
             Err(e) => reply.error(errno("getattr", &e)),
         }
@@ -277,17 +293,24 @@ impl fuser::Filesystem for FuseFs {
             mtime: mtime.map(time_set),
             size,
         };
-        match self
-            .rt
-            .block_on(self.vfs.setattr(self.ino(ino), &set, caller(req)))
-        {
+        match self.timed(
+            req,
+            "setattr",
+            || format!("{},{set:?}", ino.0),
+            self.vfs.setattr(self.ino(ino), &set, caller(req)),
+        ) {
             Ok(a) => reply.attr(&self.vfs.cfg.attr_ttl, &self.attr(self.ino(ino), &a)),
             Err(e) => reply.error(errno("setattr", &e)),
         }
     }
 
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.timed("readlink", self.vfs.readlink(self.ino(ino))) {
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.timed(
+            req,
+            "readlink",
+            || ino.0.to_string(),
+            self.vfs.readlink(self.ino(ino)),
+        ) {
             Ok(t) => reply.data(t.as_bytes()),
             Err(e) => reply.error(errno("readlink", &e)),
         }
@@ -315,7 +338,9 @@ impl fuser::Filesystem for FuseFs {
         }
         let perm = (mode & !umask & 0o7777) as u16;
         let r = self.timed(
+            req,
             "mknod",
+            || format!("{},{name},{mode:o},{rdev}", parent.0),
             self.vfs
                 .mknod(self.ino(parent), name, k, perm, rdev, caller(req)),
         );
@@ -337,7 +362,9 @@ impl fuser::Filesystem for FuseFs {
         };
         let perm = (mode & !umask & 0o7777) as u16;
         let r = self.timed(
+            req,
             "mkdir",
+            || format!("{},{name},{mode:o}", parent.0),
             self.vfs
                 .mknod(self.ino(parent), name, FileKind::Dir, perm, 0, caller(req)),
         );
@@ -349,9 +376,12 @@ impl fuser::Filesystem for FuseFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let r = self
-            .rt
-            .block_on(self.vfs.unlink(self.ino(parent), name, caller(req)));
+        let r = self.timed(
+            req,
+            "unlink",
+            || format!("{},{name}", parent.0),
+            self.vfs.unlink(self.ino(parent), name, caller(req)),
+        );
         self.empty(reply, "unlink", r)
     }
 
@@ -360,9 +390,12 @@ impl fuser::Filesystem for FuseFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let r = self
-            .rt
-            .block_on(self.vfs.rmdir(self.ino(parent), name, caller(req)));
+        let r = self.timed(
+            req,
+            "rmdir",
+            || format!("{},{name}", parent.0),
+            self.vfs.rmdir(self.ino(parent), name, caller(req)),
+        );
         self.empty(reply, "rmdir", r)
     }
 
@@ -379,7 +412,9 @@ impl fuser::Filesystem for FuseFs {
             _ => return reply.error(Errno::EINVAL),
         };
         let r = self.timed(
+            req,
             "symlink",
+            || format!("{},{name},{target}", parent.0),
             self.vfs
                 .symlink(self.ino(parent), name, target, caller(req)),
         );
@@ -410,7 +445,16 @@ impl fuser::Filesystem for FuseFs {
             return reply.error(Errno::EINVAL);
         };
         let r = self.timed(
+            req,
             "rename",
+            || {
+                format!(
+                    "{},{name},{},{newname},{}",
+                    parent.0,
+                    newparent.0,
+                    flags.bits()
+                )
+            },
             self.vfs.rename(
                 self.ino(parent),
                 name,
@@ -425,7 +469,7 @@ impl fuser::Filesystem for FuseFs {
 
     fn link(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         newparent: INodeNo,
         newname: &OsStr,
@@ -436,13 +480,17 @@ impl fuser::Filesystem for FuseFs {
             Err(e) => return reply.error(e),
         };
         let r = self
-            .rt
-            .block_on(self.vfs.link(self.ino(ino), self.ino(newparent), name))
+            .timed(
+                req,
+                "link",
+                || format!("{},{},{name}", ino.0, newparent.0),
+                self.vfs.link(self.ino(ino), self.ino(newparent), name),
+            )
             .map(|a| (self.ino(ino), a));
         self.entry(reply, "link", r)
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         if crate::internal::is_internal(ino.0) {
             if flags.0 & libc::O_ACCMODE != libc::O_RDONLY
                 && !crate::internal::Internal::writable(ino.0)
@@ -454,7 +502,12 @@ impl fuser::Filesystem for FuseFs {
                 None => reply.error(Errno::ENOENT),
             };
         }
-        match self.timed("open", self.vfs.open(self.ino(ino), flags.0)) {
+        match self.timed(
+            req,
+            "open",
+            || format!("{},{:#x}", ino.0, flags.0),
+            self.vfs.open(self.ino(ino), flags.0),
+        ) {
             Ok((fh, _, keep)) => reply.opened(
                 FileHandle(fh),
                 if keep {
@@ -469,8 +522,8 @@ impl fuser::Filesystem for FuseFs {
 
     fn read(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -484,7 +537,12 @@ impl fuser::Filesystem for FuseFs {
                 None => reply.error(Errno::EBADF),
             };
         }
-        match self.timed("read", self.vfs.read(fh.0, offset, size)) {
+        match self.timed(
+            req,
+            "read",
+            || format!("{},{size},{offset},{}", ino.0, fh.0),
+            self.vfs.read(fh.0, offset, size),
+        ) {
             Ok(data) => {
                 crate::metrics::METRICS.fuse_io(data.len() as u64, 0);
                 reply.data(&data)
@@ -495,7 +553,7 @@ impl fuser::Filesystem for FuseFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -512,7 +570,12 @@ impl fuser::Filesystem for FuseFs {
             };
         }
         tracing::debug!(ino = ino.0, fh = fh.0, offset, len = data.len(), "write");
-        match self.timed("write", self.vfs.write(fh.0, offset, data)) {
+        match self.timed(
+            req,
+            "write",
+            || format!("{},{},{offset},{}", ino.0, data.len(), fh.0),
+            self.vfs.write(fh.0, offset, data),
+        ) {
             Ok(n) => {
                 crate::metrics::METRICS.fuse_io(0, n as u64);
                 reply.written(n)
@@ -523,7 +586,7 @@ impl fuser::Filesystem for FuseFs {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         lock_owner: LockOwner,
@@ -533,14 +596,19 @@ impl fuser::Filesystem for FuseFs {
             return reply.ok();
         }
         self.release_locks(self.ino(ino), lock_owner.0);
-        let r = self.timed("flush", self.vfs.flush(fh.0));
+        let r = self.timed(
+            req,
+            "flush",
+            || format!("{},{}", ino.0, fh.0),
+            self.vfs.flush(fh.0),
+        );
         tracing::debug!(ino = ino.0, fh = fh.0, ok = r.is_ok(), "flush");
         self.empty(reply, "flush", r)
     }
 
     fn release(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
@@ -567,25 +635,40 @@ impl fuser::Filesystem for FuseFs {
                 tracing::warn!("releasing the BSD lock on inode {ino}: {e}");
             }
         }
-        let r = self.timed("release", self.vfs.release(fh.0));
+        let r = self.timed(
+            req,
+            "release",
+            || format!("{},{}", ino.0, fh.0),
+            self.vfs.release(fh.0),
+        );
         tracing::debug!(ino = ino.0, fh = fh.0, ok = r.is_ok(), "release");
         self.empty(reply, "release", r)
     }
 
     fn fsync(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
-        _datasync: bool,
+        datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let r = self.timed("fsync", self.vfs.flush(fh.0));
+        let r = self.timed(
+            req,
+            "fsync",
+            || format!("{},{},{}", ino.0, fh.0, u8::from(datasync)),
+            self.vfs.flush(fh.0),
+        );
         self.empty(reply, "fsync", r)
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.timed("opendir", self.vfs.opendir(self.ino(ino))) {
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.timed(
+            req,
+            "opendir",
+            || ino.0.to_string(),
+            self.vfs.opendir(self.ino(ino)),
+        ) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno("opendir", &e)),
         }
@@ -593,13 +676,18 @@ impl fuser::Filesystem for FuseFs {
 
     fn readdir(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.timed("readdir", self.vfs.readdir(fh.0, offset, false)) {
+        match self.timed(
+            req,
+            "readdir",
+            || format!("{},{offset}", ino.0),
+            self.vfs.readdir(fh.0, offset, false),
+        ) {
             Ok(entries) => {
                 for (i, e) in entries.iter().enumerate() {
                     if reply.add(
@@ -619,18 +707,23 @@ impl fuser::Filesystem for FuseFs {
 
     fn readdirplus(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        match self.timed("readdirplus", self.vfs.readdir(fh.0, offset, true)) {
+        match self.timed(
+            req,
+            "readdirplus",
+            || format!("{},{offset}", ino.0),
+            self.vfs.readdir(fh.0, offset, true),
+        ) {
             Ok(entries) => {
                 for (i, e) in entries.iter().enumerate() {
                     let attr = match &e.attr {
                         Some(a) => a.clone(),
-                        None => match self.timed("readdirplus", self.vfs.getattr(e.ino)) {
+                        None => match self.rt.block_on(self.vfs.getattr(e.ino)) {
                             Ok(a) => a,
                             Err(err) => return reply.error(errno("readdirplus", &err)),
                         },
@@ -655,13 +748,18 @@ impl fuser::Filesystem for FuseFs {
 
     fn releasedir(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        let r = self.timed("releasedir", self.vfs.releasedir(fh.0));
+        let r = self.timed(
+            req,
+            "releasedir",
+            || ino.0.to_string(),
+            self.vfs.releasedir(fh.0),
+        );
         self.empty(reply, "releasedir", r)
     }
 
@@ -677,8 +775,8 @@ impl fuser::Filesystem for FuseFs {
         reply.ok()
     }
 
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match self.timed("statfs", self.vfs.statfs()) {
+    fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        match self.timed(req, "statfs", || ino.0.to_string(), self.vfs.statfs()) {
             Ok(s) => {
                 let bs = 4096u64;
                 reply.statfs(
@@ -698,7 +796,7 @@ impl fuser::Filesystem for FuseFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -710,18 +808,26 @@ impl fuser::Filesystem for FuseFs {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let r = self
-            .rt
-            .block_on(self.vfs.setxattr(self.ino(ino), name, value, flags));
+        let r = self.timed(
+            req,
+            "setxattr",
+            || format!("{},{name},{},{flags}", ino.0, value.len()),
+            self.vfs.setxattr(self.ino(ino), name, value, flags),
+        );
         self.empty(reply, "setxattr", r)
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let name = match name_str(name) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        match self.timed("getxattr", self.vfs.getxattr(self.ino(ino), name)) {
+        match self.timed(
+            req,
+            "getxattr",
+            || format!("{},{name},{size}", ino.0),
+            self.vfs.getxattr(self.ino(ino), name),
+        ) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
             Ok(v) => reply.data(&v),
@@ -729,8 +835,13 @@ impl fuser::Filesystem for FuseFs {
         }
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.timed("listxattr", self.vfs.listxattr(self.ino(ino))) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.timed(
+            req,
+            "listxattr",
+            || format!("{},{size}", ino.0),
+            self.vfs.listxattr(self.ino(ino)),
+        ) {
             Ok(names) => {
                 let mut buf = Vec::new();
                 for n in names {
@@ -749,12 +860,17 @@ impl fuser::Filesystem for FuseFs {
         }
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = match name_str(name) {
             Ok(n) => n,
             Err(e) => return reply.error(e),
         };
-        let r = self.timed("removexattr", self.vfs.removexattr(self.ino(ino), name));
+        let r = self.timed(
+            req,
+            "removexattr",
+            || format!("{},{name}", ino.0),
+            self.vfs.removexattr(self.ino(ino), name),
+        );
         self.empty(reply, "removexattr", r)
     }
 
@@ -774,7 +890,9 @@ impl fuser::Filesystem for FuseFs {
         };
         let perm = (mode & !umask & 0o7777) as u16;
         match self.timed(
+            req,
             "create",
+            || format!("{},{name},{mode:o},{flags:#x}", parent.0),
             self.vfs
                 .create(self.ino(parent), name, perm, flags, caller(req)),
         ) {
@@ -794,7 +912,7 @@ impl fuser::Filesystem for FuseFs {
 
     fn getlk(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         lock_owner: LockOwner,
@@ -813,10 +931,12 @@ impl fuser::Filesystem for FuseFs {
             start,
             end,
         };
-        match self
-            .rt
-            .block_on(self.vfs.getlk(self.ino(ino), lock_owner.0, want))
-        {
+        match self.timed(
+            req,
+            "getlk",
+            || format!("{},{:#x},{typ},{start},{end},{pid}", ino.0, lock_owner.0),
+            self.vfs.getlk(self.ino(ino), lock_owner.0, want),
+        ) {
             Ok(Some(c)) => reply.locked(c.start, c.end, c.ltype.to_libc(), c.pid),
             Ok(None) => reply.locked(start, end, libc::F_UNLCK, 0),
             Err(e) => reply.error(errno("getlk", &e)),
@@ -825,7 +945,7 @@ impl fuser::Filesystem for FuseFs {
 
     fn setlk(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         lock_owner: LockOwner,
@@ -845,9 +965,12 @@ impl fuser::Filesystem for FuseFs {
             start,
             end,
         };
-        let r = self
-            .rt
-            .block_on(self.vfs.setlk(self.ino(ino), lock_owner.0, rec, sleep));
+        let r = self.timed(
+            req,
+            if sleep { "setlkw" } else { "setlk" },
+            || format!("{},{:#x},{typ},{start},{end},{pid}", ino.0, lock_owner.0),
+            self.vfs.setlk(self.ino(ino), lock_owner.0, rec, sleep),
+        );
         if r.is_ok()
             && ltype != LockType::Unlock
             && let Ok(mut s) = self.lock_owners.lock()
@@ -859,7 +982,7 @@ impl fuser::Filesystem for FuseFs {
 
     fn flock(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         lock_owner: LockOwner,
@@ -870,10 +993,14 @@ impl fuser::Filesystem for FuseFs {
         let Some(ltype) = LockType::from_libc(typ) else {
             return reply.error(Errno::EINVAL);
         };
+        let kino = ino.0;
         let ino = self.ino(ino);
-        let r = self
-            .rt
-            .block_on(self.vfs.flock(ino, lock_owner.0, ltype, sleep));
+        let r = self.timed(
+            req,
+            "flock",
+            || format!("{kino},{:#x},{typ},{}", lock_owner.0, u8::from(sleep)),
+            self.vfs.flock(ino, lock_owner.0, ltype, sleep),
+        );
         if let Ok(mut s) = self.flock_owners.lock() {
             match (&r, ltype) {
                 (Ok(()), LockType::Unlock) => {
@@ -890,17 +1017,20 @@ impl fuser::Filesystem for FuseFs {
 
     fn fallocate(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let r = self
-            .rt
-            .block_on(self.vfs.fallocate(fh.0, mode, offset, length));
+        let r = self.timed(
+            req,
+            "fallocate",
+            || format!("{},{mode},{offset},{length}", ino.0),
+            self.vfs.fallocate(fh.0, mode, offset, length),
+        );
         self.empty(reply, "fallocate", r)
     }
 }

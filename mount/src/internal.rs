@@ -173,15 +173,24 @@ impl Internal {
     }
 }
 
-/// One access-log line: time, operation, result, latency (JuiceFS's shape, without the
-/// caller and arguments, which the adapter does not carry to this point).
-pub fn access_line(op: &str, errno: Option<i32>, secs: f64) -> String {
+/// One access-log line in JuiceFS's shape, which `juicefs profile` parses:
+/// `2021.01.15 08:26:11.003330 [uid:0,gid:0,pid:4403] write (17669,8666,4993160): OK <0.000010>`.
+pub fn access_line(
+    who: &crate::meta::Caller,
+    op: &str,
+    args: &str,
+    errno: Option<i32>,
+    secs: f64,
+) -> String {
     let now = utc_now();
     let result = match errno {
         None => "OK".to_string(),
         Some(e) => std::io::Error::from_raw_os_error(e).to_string(),
     };
-    format!("{now} {op}: {result} <{secs:.6}>\n")
+    format!(
+        "{now} [uid:{},gid:{},pid:{}] {op} ({args}): {result} <{secs:.6}>\n",
+        who.uid, who.gid, who.pid
+    )
 }
 
 /// Local time as `2006.01.02 15:04:05.000000` without a time-zone crate: UTC is enough here.
@@ -221,9 +230,16 @@ mod tests {
         assert_eq!(lookup(".accesslog"), Some(ACCESSLOG_INO));
         assert_eq!(lookup("stats"), None);
         assert!(is_internal(STATS_INO) && !is_internal(1) && !is_internal(CONFIG_INO + 1));
-        let l = access_line("lookup", Some(libc::ENOENT), 0.000123);
+        let who = crate::meta::Caller {
+            uid: 1000,
+            gid: 100,
+            pid: 4403,
+        };
+        let l = access_line(&who, "lookup", "1,a b", Some(libc::ENOENT), 0.000123);
         assert!(
-            l.contains(" lookup: No such file or directory (os error 2) <0.000123>"),
+            l.contains(
+                " [uid:1000,gid:100,pid:4403] lookup (1,a b): No such file or directory (os error 2) <0.000123>\n"
+            ),
             "{l}"
         );
         assert!(l.starts_with("20"), "{l}");

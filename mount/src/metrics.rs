@@ -57,10 +57,46 @@ impl Histogram {
     }
 }
 
+/// Count and seconds per method: `<prefix>_total` and `<prefix>_durations_seconds`.
+#[derive(Default)]
+struct ByMethod(Mutex<BTreeMap<&'static str, (u64, f64)>>);
+
+impl ByMethod {
+    fn add(&self, method: &'static str, d: Duration) {
+        if let Ok(mut m) = self.0.lock() {
+            let e = m.entry(method).or_default();
+            e.0 += 1;
+            e.1 += d.as_secs_f64();
+        }
+    }
+
+    fn render(&self, out: &mut String, prefix: &str, what: &str, base: &str) {
+        let Ok(m) = self.0.lock() else { return };
+        let _ = writeln!(
+            out,
+            "# HELP {prefix}_total {what} by method.\n# TYPE {prefix}_total counter"
+        );
+        for (method, (n, _)) in m.iter() {
+            let _ = writeln!(out, "{prefix}_total{{{base}method=\"{method}\"}} {n}");
+        }
+        let _ = writeln!(out, "# TYPE {prefix}_durations_seconds counter");
+        for (method, (_, s)) in m.iter() {
+            let _ = writeln!(
+                out,
+                "{prefix}_durations_seconds{{{base}method=\"{method}\"}} {s}"
+            );
+        }
+    }
+}
+
 pub struct Metrics {
     started: Instant,
     fuse_ops: Histogram,
-    fuse_by_method: Mutex<BTreeMap<&'static str, (u64, f64)>>,
+    fuse_by_method: ByMethod,
+    meta_ops: Histogram,
+    meta_by_method: ByMethod,
+    transactions: Histogram,
+    transaction_restarts: AtomicU64,
     fuse_errors: Mutex<BTreeMap<i32, u64>>,
     object: Mutex<BTreeMap<&'static str, (Histogram, AtomicU64)>>,
     block_cache_hits: AtomicU64,
@@ -72,7 +108,11 @@ pub struct Metrics {
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     started: Instant::now(),
     fuse_ops: Histogram::new(),
-    fuse_by_method: Mutex::new(BTreeMap::new()),
+    fuse_by_method: ByMethod::default(),
+    meta_ops: Histogram::new(),
+    meta_by_method: ByMethod::default(),
+    transactions: Histogram::new(),
+    transaction_restarts: AtomicU64::new(0),
     fuse_errors: Mutex::new(BTreeMap::new()),
     object: Mutex::new(BTreeMap::new()),
     block_cache_hits: AtomicU64::new(0),
@@ -105,16 +145,26 @@ impl Metrics {
 
     pub fn fuse_op(&self, method: &'static str, d: Duration, errno: Option<i32>) {
         self.fuse_ops.observe(d);
-        if let Ok(mut m) = self.fuse_by_method.lock() {
-            let e = m.entry(method).or_default();
-            e.0 += 1;
-            e.1 += d.as_secs_f64();
-        }
+        self.fuse_by_method.add(method, d);
         if let Some(errno) = errno
             && let Ok(mut m) = self.fuse_errors.lock()
         {
             *m.entry(errno).or_default() += 1;
         }
+    }
+
+    /// One call of the metadata engine (see `meta::instrumented`).
+    pub fn meta_op(&self, method: &'static str, d: Duration) {
+        self.meta_ops.observe(d);
+        self.meta_by_method.add(method, d);
+    }
+
+    /// One committed (or finally failed) engine transaction and the times it was restarted
+    /// after a conflict.
+    pub fn transaction(&self, d: Duration, restarts: u32) {
+        self.transactions.observe(d);
+        self.transaction_restarts
+            .fetch_add(u64::from(restarts), Ordering::Relaxed);
     }
 
     pub fn object_request(&self, method: &'static str, d: Duration, bytes: u64) {
@@ -227,25 +277,35 @@ impl Metrics {
             "juicefs_fuse_ops_durations_histogram_seconds",
             &base,
         );
+        self.fuse_by_method
+            .render(&mut out, "juicefs_fuse_ops", "FUSE operations", &base);
+        for (name, help, h) in [
+            (
+                "juicefs_meta_ops_durations_histogram_seconds",
+                "Metadata engine operation latency.",
+                &self.meta_ops,
+            ),
+            (
+                "juicefs_transaction_durations_histogram_seconds",
+                "Metadata engine transaction latency, restarts included.",
+                &self.transactions,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            h.render(&mut out, name, &base);
+        }
+        self.meta_by_method.render(
+            &mut out,
+            "juicefs_meta_ops",
+            "Metadata engine operations",
+            &base,
+        );
         let _ = writeln!(
             out,
-            "# HELP juicefs_fuse_ops_total FUSE operations by method.\n# TYPE juicefs_fuse_ops_total counter"
+            "# HELP juicefs_transaction_restart Transactions restarted after a conflict.\n# TYPE juicefs_transaction_restart counter\njuicefs_transaction_restart{{{}}} {}",
+            base.trim_end_matches(','),
+            self.transaction_restarts.load(Ordering::Relaxed)
         );
-        if let Ok(m) = self.fuse_by_method.lock() {
-            for (method, (n, _)) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "juicefs_fuse_ops_total{{{base}method=\"{method}\"}} {n}"
-                );
-            }
-            let _ = writeln!(out, "# TYPE juicefs_fuse_ops_durations_seconds counter");
-            for (method, (_, s)) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "juicefs_fuse_ops_durations_seconds{{{base}method=\"{method}\"}} {s}"
-                );
-            }
-        }
         let _ = writeln!(out, "# TYPE juicefs_fuse_ops_io_errors counter");
         if let Ok(m) = self.fuse_errors.lock() {
             for (errno, n) in m.iter() {
@@ -357,6 +417,8 @@ mod tests {
         METRICS.fuse_op("read", Duration::from_micros(50), None);
         METRICS.fuse_op("read", Duration::from_millis(3), Some(5));
         METRICS.object_request("GET", Duration::from_millis(2), 4096);
+        METRICS.meta_op("lookup", Duration::from_micros(80));
+        METRICS.transaction(Duration::from_millis(1), 2);
         let text = METRICS.render(&Live {
             vol_name: "v".into(),
             mount_point: "/m".into(),
@@ -371,6 +433,13 @@ mod tests {
         );
         assert!(text.contains(
             "juicefs_object_request_data_bytes{vol_name=\"v\",mp=\"/m\",method=\"GET\"} 4096"
+        ));
+        assert!(
+            text.contains("juicefs_meta_ops_total{vol_name=\"v\",mp=\"/m\",method=\"lookup\"} 1")
+        );
+        assert!(text.contains("juicefs_transaction_restart{vol_name=\"v\",mp=\"/m\"} 2"));
+        assert!(text.contains(
+            "juicefs_transaction_durations_histogram_seconds_count{vol_name=\"v\",mp=\"/m\"} 1"
         ));
         let inf = text
             .lines()

@@ -61,6 +61,10 @@ fn stats_config_accesslog_and_the_stats_command() {
         "juicefs_used_buffer_size_bytes",
         "juicefs_fuse_ops_total",
         "juicefs_object_request_data_bytes",
+        "juicefs_meta_ops_total",
+        "juicefs_meta_ops_durations_histogram_seconds_count",
+        "juicefs_transaction_durations_histogram_seconds_count",
+        "juicefs_transaction_restart",
     ] {
         assert!(
             after.lines().any(|l| l.starts_with(name)),
@@ -70,7 +74,16 @@ fn stats_config_accesslog_and_the_stats_command() {
     let written = series(&after, "juicefs_fuse_written_size_bytes_sum")
         - series(&before, "juicefs_fuse_written_size_bytes_sum");
     assert_eq!(written, (5 << 20) as f64);
-    assert!(series(&after, "juicefs_fuse_ops_total") > series(&before, "juicefs_fuse_ops_total"));
+    for moving in [
+        "juicefs_fuse_ops_total",
+        "juicefs_meta_ops_total",
+        "juicefs_transaction_durations_histogram_seconds_count",
+    ] {
+        assert!(
+            series(&after, moving) > series(&before, moving),
+            "{moving} did not move"
+        );
+    }
 
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(mp.join(".config")).unwrap()).unwrap();
@@ -84,13 +97,14 @@ fn stats_config_accesslog_and_the_stats_command() {
         .unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EACCES));
 
-    // The access log shows operations that happen while it is read.
+    // The access log shows operations that happen while it is read, with their caller and
+    // arguments, in the line shape JuiceFS's tools parse.
     let mut log = std::fs::File::open(mp.join(".accesslog")).unwrap();
     let reader = std::thread::spawn(move || {
         let mut got = String::new();
         let mut buf = vec![0u8; 4096];
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !got.contains("getattr") && Instant::now() < deadline {
+        while !got.contains("] unlink (1,gone)") && Instant::now() < deadline {
             let n = log.read(&mut buf).unwrap();
             got.push_str(&String::from_utf8_lossy(&buf[..n]));
         }
@@ -98,13 +112,24 @@ fn stats_config_accesslog_and_the_stats_command() {
     });
     std::thread::sleep(Duration::from_millis(300));
     for _ in 0..20 {
-        let _ = std::fs::metadata(mp.join(format!("nothing-{}", rand_suffix())));
-        let _ = std::fs::metadata(mp.join("f"));
+        let _ = std::fs::metadata(mp.join("nothing-here"));
+        std::fs::write(mp.join("gone"), b"x").unwrap();
+        std::fs::remove_file(mp.join("gone")).unwrap();
         std::thread::sleep(Duration::from_millis(50));
     }
     let got = reader.join().unwrap();
-    assert!(got.contains("lookup") || got.contains("getattr"), "{got}");
-    assert!(got.contains(": OK <"), "{got}");
+    // FUSE reports the calling thread's id, and tests run on their own threads.
+    let me = unsafe { libc::syscall(libc::SYS_gettid) };
+    assert!(
+        got.lines()
+            .any(|l| l.contains(&format!("[uid:0,gid:0,pid:{me}] unlink (1,gone): OK <"))),
+        "{got}"
+    );
+    assert!(
+        got.lines()
+            .any(|l| l.contains("] lookup (1,nothing-here): No such file or directory")),
+        "{got}"
+    );
 
     let out = juicefs()
         .args([
@@ -125,7 +150,11 @@ fn stats_config_accesslog_and_the_stats_command() {
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
-    assert!(lines[0].contains("cache.hit") && lines[0].contains("get(MiB)"));
+    assert!(
+        lines[0].contains("cache.hit")
+            && lines[0].contains("get(MiB)")
+            && lines[0].contains("m.ops")
+    );
     assert!(lines[1].contains('%') && lines[1].contains('M'), "{text}");
     let bad = juicefs().args(["stats", "/tmp"]).output().unwrap();
     assert!(!bad.status.success());
@@ -138,11 +167,4 @@ fn stats_config_accesslog_and_the_stats_command() {
             .unwrap()
             .success()
     );
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
 }

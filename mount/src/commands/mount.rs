@@ -97,6 +97,7 @@ async fn setup(meta_url: &str, mp: &Path, o: &MountOptions) -> Result<Mounted, S
     let m = meta::open(meta_url, o.read_only)
         .await
         .map_err(|e| e.to_string())?;
+    let m: Arc<dyn Meta> = Arc::new(meta::instrumented::Instrumented(m));
     let f = match m.load_format().await {
         Ok(f) => f,
         Err(MetaError::NotFormatted(why)) => {

@@ -3,6 +3,7 @@
 //! Engines know nothing of FUSE or object storage.
 
 pub mod format;
+pub mod instrumented;
 pub mod open_files;
 pub mod plock;
 pub mod redis;

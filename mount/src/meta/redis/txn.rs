@@ -23,7 +23,9 @@ macro_rules! txn {
     ($self:ident, $lock:expr, |$tx:ident| $body:block) => {{
         let _local = $self.locks.lock($lock).await;
         let mut retry = $crate::meta::redis::conn::Retry::new();
-        loop {
+        let start = std::time::Instant::now();
+        let mut restarts = 0u32;
+        let r = loop {
             let mut $tx = match $crate::meta::redis::txn::Tx::begin(&$self.conn).await {
                 Ok(t) => t,
                 Err(e) => break Err(e),
@@ -32,6 +34,7 @@ macro_rules! txn {
             match $tx.finish(body).await {
                 $crate::meta::redis::txn::Step::Done(v, replies) => break Ok((v, replies)),
                 $crate::meta::redis::txn::Step::Conflict => {
+                    restarts += 1;
                     if !retry.conflict().await {
                         break Err($crate::meta::MetaError::Conflict(
                             "too many concurrent changes to the same keys".into(),
@@ -47,7 +50,9 @@ macro_rules! txn {
                 }
                 $crate::meta::redis::txn::Step::Fail(e) => break Err(e),
             }
-        }
+        };
+        $crate::metrics::METRICS.transaction(start.elapsed(), restarts);
+        r
     }};
 }
 pub(crate) use txn;

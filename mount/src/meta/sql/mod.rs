@@ -22,7 +22,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 macro_rules! txn {
     ($self:ident, $write:expr, |$tx:ident| $body:block) => {{
         let mut attempt = 0u32;
-        loop {
+        let start = std::time::Instant::now();
+        let r = loop {
             let mut $tx = $self.db.begin($write).await?;
             let r: $crate::meta::Result<_> = async { $body }.await;
             let r = match r {
@@ -41,7 +42,9 @@ macro_rules! txn {
                 }
                 other => break other,
             }
-        }
+        };
+        $crate::metrics::METRICS.transaction(start.elapsed(), attempt);
+        r
     }};
 }
 pub(crate) use txn;
