@@ -126,6 +126,7 @@ impl FuseFs {
         args: impl FnOnce() -> String,
         op: impl std::future::Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
+        crate::meta::mark_thread_may_block();
         let start = std::time::Instant::now();
         let r = self.rt.block_on(op);
         let errno = r.as_ref().err().map(Error::errno);

@@ -206,6 +206,21 @@ pub trait Meta: Send + Sync {
     async fn create_trash_root(&self) -> Result<()>;
 }
 
+thread_local! {
+    static MAY_BLOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread as one that serves one request at a time and may block (a FUSE
+/// worker): engines may then do their I/O on it synchronously instead of handing it to the
+/// runtime and back, which costs two thread wake-ups per round trip.
+pub fn mark_thread_may_block() {
+    MAY_BLOCK.set(true);
+}
+
+pub fn thread_may_block() -> bool {
+    MAY_BLOCK.get()
+}
+
 /// Opens the engine a META-URL names. The URL is never logged with its password.
 /// An SQLite file that does not exist is an unformatted volume, not something to create.
 pub async fn open(url: &str, read_only: bool) -> Result<Arc<dyn Meta>> {

@@ -92,16 +92,21 @@ impl BlockCache {
                 counted: false,
             });
             e.used = tick;
-            crate::metrics::METRICS.block_cache(e.cell.initialized());
+            if e.cell.initialized() {
+                crate::metrics::METRICS.block_cache(true);
+            }
             e.cell.clone()
         };
+        // A hit is a block served without the object store: from memory or from disk.
         let r = cell
             .get_or_try_init(|| async {
                 if let Some(d) = &self.disk
                     && let Some(b) = d.load(id, index, size).await
                 {
+                    crate::metrics::METRICS.block_cache(true);
                     return Ok(b);
                 }
+                crate::metrics::METRICS.block_cache(false);
                 let b = store.get_block(id, index, size).await.map_err(|e| {
                     tracing::error!("read of slice {id} block {index}: {e}");
                     if e.is_not_found() {

@@ -16,16 +16,16 @@ use crate::meta::url::redact;
 use crate::meta::{MetaError, Result};
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{
-    AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisError, ScriptInvocation,
-    ServerErrorKind,
+    AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisError, RedisResult,
+    ScriptInvocation, ServerErrorKind,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one operation keeps retrying an unreachable server before answering EIO.
 pub const RETRY_BUDGET: Duration = Duration::from_secs(10);
 const TXN_CONNS: usize = 16;
@@ -33,16 +33,49 @@ const TXN_CONNS: usize = 16;
 /// A connection and the generation it was made in.
 type Made = (u64, MultiplexedConnection);
 
-/// One connection of the transaction pool, used by one transaction at a time.
+/// A connection: multiplexed and async, or blocking for threads that may block
+/// (see `direct`).
+pub enum Link {
+    Async(MultiplexedConnection),
+    Blocking(::redis::Connection),
+}
+
+impl Link {
+    pub(super) async fn query<T: FromRedisValue>(&mut self, req: Req<'_>) -> RedisResult<T> {
+        match (self, req) {
+            (Link::Async(c), Req::Cmd(cmd)) => cmd.query_async(c).await,
+            (Link::Async(c), Req::Pipe(p)) => p.query_async(c).await,
+            (Link::Async(c), Req::Script(s)) => s.invoke_async(c).await,
+            (Link::Blocking(c), req) => blocking_query(c, req),
+        }
+    }
+}
+
+pub(super) fn blocking_query<T: FromRedisValue>(
+    c: &mut ::redis::Connection,
+    req: Req<'_>,
+) -> RedisResult<T> {
+    match req {
+        Req::Cmd(cmd) => cmd.query(c),
+        Req::Pipe(p) => p.query(c),
+        Req::Script(s) => s.invoke(c),
+    }
+}
+
+/// One connection of a transaction pool, used by one transaction at a time.
 #[derive(Default)]
-pub struct Slot(Option<Made>);
+pub struct Slot(Option<(u64, Link)>);
 
 pub struct Conn {
     client: ::redis::Client,
+    /// Tells this connection's blocking links (`direct`) from other engines' on one thread.
+    id: u64,
     /// The META-URL with its password replaced, for every message.
     pub shown: String,
     shared: Mutex<Option<Made>>,
     slots: Pool<Slot>,
+    /// Transactions of threads that may block use blocking connections of their own.
+    blocking_slots: Pool<Slot>,
     /// Bumped by every connection failure: connections of older generations are replaced.
     generation: Arc<AtomicU64>,
     /// Set while the server is unreachable, so an outage is logged once, not per call.
@@ -50,7 +83,7 @@ pub struct Conn {
 }
 
 /// Where a failure happened: connecting means nothing was sent.
-enum Failure {
+pub(super) enum Failure {
     Connect(RedisError),
     Command(RedisError),
 }
@@ -168,11 +201,14 @@ impl Conn {
                 "META-URL {shown:?} is not a valid Redis address: {e}"
             ))
         })?;
+        static IDS: AtomicU64 = AtomicU64::new(0);
         let conn = Conn {
             client,
+            id: IDS.fetch_add(1, Ordering::Relaxed),
             shown,
             shared: Mutex::new(None),
             slots: Pool::new((0..TXN_CONNS).map(|_| Slot::default()).collect()),
+            blocking_slots: Pool::new((0..TXN_CONNS).map(|_| Slot::default()).collect()),
             generation: Arc::new(AtomicU64::new(0)),
             down: AtomicBool::new(false),
         };
@@ -230,9 +266,20 @@ impl Conn {
         Ok((made, c))
     }
 
-    fn current(&self, made: &Option<Made>) -> bool {
+    fn current<L>(&self, made: &Option<(u64, L)>) -> bool {
         made.as_ref()
             .is_some_and(|(g, _)| *g == self.generation.load(Ordering::Relaxed))
+    }
+
+    /// A new connection for a transaction: blocking on threads that may block.
+    async fn open_link(&self, blocking: bool) -> RedisResult<(u64, Link)> {
+        if blocking {
+            let made = self.generation.load(Ordering::Relaxed);
+            Ok((made, Link::Blocking(super::direct::connect(&self.client)?)))
+        } else {
+            let (made, c) = self.open().await?;
+            Ok((made, Link::Async(c)))
+        }
     }
 
     async fn shared_conn(&self) -> std::result::Result<MultiplexedConnection, RedisError> {
@@ -250,12 +297,11 @@ impl Conn {
     }
 
     async fn attempt<T: FromRedisValue>(&self, req: Req<'_>) -> std::result::Result<T, Failure> {
-        let mut c = self.shared_conn().await.map_err(Failure::Connect)?;
-        let r = match req {
-            Req::Cmd(cmd) => cmd.query_async(&mut c).await,
-            Req::Pipe(p) => p.query_async(&mut c).await,
-            Req::Script(s) => s.invoke_async(&mut c).await,
-        };
+        if crate::meta::thread_may_block() {
+            return super::direct::attempt(&self.client, self.id, &self.generation, req);
+        }
+        let c = self.shared_conn().await.map_err(Failure::Connect)?;
+        let r = Link::Async(c).query(req).await;
         if let Err(e) = &r
             && transient(e)
         {
@@ -349,12 +395,18 @@ impl Conn {
     /// A pooled connection of its own for one transaction, (re)connected if need be.
     pub async fn exclusive(&self) -> Result<(Pooled<Slot>, Arc<AtomicU64>)> {
         let mut retry = Retry::new();
+        let blocking = crate::meta::thread_may_block();
+        let pool = if blocking {
+            &self.blocking_slots
+        } else {
+            &self.slots
+        };
         loop {
-            let mut slot = self.slots.get().await?;
+            let mut slot = pool.get().await?;
             if self.current(&slot.0) {
                 return Ok((slot, self.generation.clone()));
             }
-            match self.open().await {
+            match self.open_link(blocking).await {
                 Ok(c) => {
                     slot.0 = Some(c);
                     return Ok((slot, self.generation.clone()));
@@ -375,7 +427,7 @@ pub fn retire(generation: &AtomicU64) {
 }
 
 impl Slot {
-    pub fn conn(&mut self) -> Result<&mut MultiplexedConnection> {
+    pub fn conn(&mut self) -> Result<&mut Link> {
         match &mut self.0 {
             Some((_, c)) => Ok(c),
             None => Err(MetaError::Db("transaction connection is closed".into())),
@@ -388,7 +440,7 @@ impl Slot {
 }
 
 #[derive(Clone, Copy)]
-enum Req<'a> {
+pub(super) enum Req<'a> {
     Cmd(&'a Cmd),
     Pipe(&'a Pipeline),
     Script(&'a ScriptInvocation<'a>),

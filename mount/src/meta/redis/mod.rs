@@ -10,6 +10,7 @@ mod attr;
 mod conn;
 mod data;
 mod delete;
+mod direct;
 pub mod keys;
 mod locks;
 mod namespace;

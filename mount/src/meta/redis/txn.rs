@@ -8,7 +8,7 @@
 //! Local transactions on the same key wait for each other first (as JuiceFS's `txlocks`),
 //! which keeps this client from racing itself.
 
-use super::conn::{Conn, Slot, describe, retire, transient};
+use super::conn::{Conn, Req, Slot, describe, retire, transient};
 use crate::meta::sql::db::Pooled;
 use crate::meta::{MetaError, Result};
 use ::redis::{Cmd, FromRedisValue, Pipeline, Value};
@@ -87,14 +87,14 @@ impl Tx {
     /// A read inside the transaction. A lost connection is reported as `Unavailable`, which
     /// makes `finish` rerun the transaction on a fresh connection.
     pub async fn read<T: FromRedisValue>(&mut self, cmd: &Cmd) -> Result<T> {
-        let r = cmd.query_async(self.slot.conn()?).await;
+        let r = self.slot.conn()?.query(Req::Cmd(cmd)).await;
         r.map_err(|e| self.failed(e))
     }
 
     /// Several reads in one round trip (a plain pipeline, not part of the MULTI block);
     /// see `watching`.
     pub async fn read_pipe<T: FromRedisValue>(&mut self, p: &Pipeline) -> Result<T> {
-        let r = p.query_async(self.slot.conn()?).await;
+        let r = self.slot.conn()?.query(Req::Pipe(p)).await;
         r.map_err(|e| self.failed(e))
     }
 
@@ -133,7 +133,10 @@ impl Tx {
             Ok(c) => c,
             Err(e) => return Step::Fail(e),
         };
-        match self.pipe.query_async::<Option<Vec<Value>>>(conn).await {
+        match conn
+            .query::<Option<Vec<Value>>>(Req::Pipe(&self.pipe))
+            .await
+        {
             Ok(Some(replies)) => Step::Done(v, replies),
             // EXEC refused: a watched key changed. EXEC also ended the WATCH.
             Ok(None) => Step::Conflict,
@@ -160,7 +163,10 @@ impl Tx {
     /// connection does not carry it into the next one.
     async fn unwatch(&mut self) {
         let ok = match self.slot.conn() {
-            Ok(c) => ::redis::cmd("UNWATCH").query_async::<()>(c).await.is_ok(),
+            Ok(c) => c
+                .query::<()>(Req::Cmd(&::redis::cmd("UNWATCH")))
+                .await
+                .is_ok(),
             Err(_) => false,
         };
         if !ok {
