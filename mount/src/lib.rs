@@ -3,6 +3,7 @@
 //! mount options (`options`) and the command line (`cli`, `commands`). Nothing here knows
 //! about Kubernetes.
 
+pub mod civil;
 pub mod cli;
 pub mod commands;
 pub mod fuse;

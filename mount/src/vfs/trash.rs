@@ -21,39 +21,9 @@ const ROOT: Caller = Caller {
     pid: 0,
 };
 
-/// Days since 1970-01-01 of a civil date, and back (Howard Hinnant's algorithms).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
-}
-
 /// The hour directory for a time in Unix seconds: `2026-11-22-09` (UTC).
 pub fn hour_name(secs: i64) -> String {
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let (y, m, d) = crate::civil::civil_from_days(secs.div_euclid(86_400));
     let h = secs.rem_euclid(86_400) / 3600;
     format!("{y:04}-{m:02}-{d:02}-{h:02}")
 }
@@ -76,7 +46,7 @@ pub fn parse_hour(name: &str) -> Option<i64> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(0..24).contains(&h) {
         return None;
     }
-    Some(days_from_civil(y, m, d) * 86_400 + h * 3600)
+    Some(crate::civil::days_from_civil(y, m, d) * 86_400 + h * 3600)
 }
 
 /// `{parent}-{inode}-{name}`, cut to 255 bytes (at a character boundary) so any name fits.
