@@ -294,28 +294,35 @@ impl ObjectStore {
         }
     }
 
-    async fn get(&self, key: &str) -> Result<Bytes> {
+    /// `size_hint`: the bytes expected, so the body lands in one buffer of the right size
+    /// as it arrives (collecting it first and joining it after held each block twice).
+    async fn get(&self, key: &str, size_hint: usize) -> Result<Bytes> {
         let start = std::time::Instant::now();
-        let r = self.get_inner(key).await;
+        let r = self.get_inner(key, size_hint).await;
         let len = r.as_ref().map_or(0, |b| b.len() as u64);
         crate::metrics::METRICS.object_request("GET", start.elapsed(), len);
         r
     }
 
-    async fn get_inner(&self, key: &str) -> Result<Bytes> {
+    async fn get_inner(&self, key: &str, size_hint: usize) -> Result<Bytes> {
         match &self.backend {
             Backend::Dir(d) => d.get(key).await.map_err(|source| ObjectError::Local {
                 key: key.to_string(),
                 source,
             }),
             Backend::Dal(op) => {
-                op.read(key)
+                let io = |source| ObjectError::Io {
+                    key: key.to_string(),
+                    source,
+                };
+                let mut buf = bytes::BytesMut::with_capacity(size_hint);
+                op.reader(key)
                     .await
-                    .map(|b| b.to_bytes())
-                    .map_err(|source| ObjectError::Io {
-                        key: key.to_string(),
-                        source,
-                    })
+                    .map_err(io)?
+                    .read_into(&mut buf, ..)
+                    .await
+                    .map_err(io)?;
+                Ok(buf.freeze())
             }
         }
     }
@@ -351,7 +358,7 @@ impl ObjectStore {
         {
             return Ok(b);
         }
-        let raw = self.get(&key).await?;
+        let raw = self.get(&key, size as usize).await?;
         // A small object may sit in a much larger pooled read buffer: copy it out so a
         // cached 4 KiB block does not pin megabytes.
         let raw = if raw.len() < (1 << 20) {
@@ -412,7 +419,7 @@ impl ObjectStore {
         }
         let key = format!("{}testing/{}", self.prefix, uuid::Uuid::new_v4());
         self.put(&key, Bytes::from_static(b"juicefs-probe")).await?;
-        let back = self.get(&key).await?;
+        let back = self.get(&key, 16).await?;
         self.delete(&key).await?;
         if back.as_ref() != b"juicefs-probe" {
             return Err(ObjectError::Corrupt {

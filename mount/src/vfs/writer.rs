@@ -8,7 +8,9 @@ use crate::meta::{CHUNK_SIZE, Ino, Meta, Nanos, Slice, now_nanos};
 use crate::object::ObjectStore;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 type Upload = JoinHandle<Result<(), Error>>;
@@ -30,13 +32,8 @@ impl BlockUpload {
             BlockUpload::Running(_) => unreachable!("waited above"),
         }
     }
-    fn running(&self) -> bool {
-        matches!(self, BlockUpload::Running(h) if !h.is_finished())
-    }
 }
 
-/// Blocks of one file uploading at once; a writer ahead of its uploads waits, so memory
-/// stays bounded however fast the application writes.
 /// Uploads in flight per file by default (`--max-uploads`).
 pub const DEFAULT_MAX_UPLOADS: usize = 20;
 
@@ -83,8 +80,49 @@ pub struct WriteLimits {
     pub max_buffered: u64,
 }
 
+/// Blocks of one file in flight, sealed slices' included: a sealed slice's uploads run on
+/// in its commit task, out of sight of the writer's own list.
+#[derive(Default)]
+struct Flight {
+    count: AtomicUsize,
+    done: Notify,
+}
+
+/// Counts one upload in flight until dropped (at the end of its task, however it ends).
+struct InFlight(Arc<Flight>);
+
+impl InFlight {
+    fn new(f: &Arc<Flight>) -> InFlight {
+        f.count.fetch_add(1, Ordering::SeqCst);
+        InFlight(f.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::SeqCst);
+        self.0.done.notify_waiters();
+    }
+}
+
+impl Flight {
+    /// Waits until at most `max` uploads are in flight.
+    async fn at_most(&self, max: usize) {
+        loop {
+            let done = self.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if self.count.load(Ordering::SeqCst) <= max {
+                return;
+            }
+            done.await;
+        }
+    }
+}
+
 pub struct FileWriter {
     ino: Ino,
+    flight: Arc<Flight>,
     meta: Arc<dyn Meta>,
     store: ObjectStore,
     cache: Arc<super::reader::BlockCache>,
@@ -104,6 +142,7 @@ impl FileWriter {
     ) -> FileWriter {
         FileWriter {
             ino,
+            flight: Arc::default(),
             meta,
             store,
             cache,
@@ -179,26 +218,9 @@ impl FileWriter {
             off += n as u64;
             data = rest;
         }
-        // Backpressure: wait for the oldest uploads when too many are in flight.
-        loop {
-            let mut running = st
-                .open
-                .iter_mut()
-                .flat_map(|s| s.uploads.iter_mut())
-                .filter(|u| u.running());
-            let n = running.by_ref().count();
-            if n <= self.limits.max_uploads {
-                break;
-            }
-            if let Some(u) = st
-                .open
-                .iter_mut()
-                .flat_map(|s| s.uploads.iter_mut())
-                .find(|u| u.running())
-            {
-                u.wait().await?;
-            }
-        }
+        // Backpressure: a writer ahead of its uploads waits, so memory stays bounded
+        // however fast the application writes.
+        self.flight.at_most(self.limits.max_uploads).await;
         if st.buffered > self.limits.max_buffered
             && let Some(mut h) = st.last_commit.take()
         {
@@ -247,6 +269,7 @@ impl FileWriter {
             s.id,
             index,
             block,
+            InFlight::new(&self.flight),
         )));
     }
 
@@ -327,8 +350,10 @@ fn spawn_upload(
     id: u64,
     index: u32,
     block: Bytes,
+    in_flight: InFlight,
 ) -> Upload {
     tokio::spawn(async move {
+        let _in_flight = in_flight;
         let partial = (block.len() as u64) < store.block_size();
         store
             .put_block(id, index, block.clone())

@@ -745,7 +745,25 @@ impl PrivateS3 {
         self.dir.path().join("outage").join(name)
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and requests hang, like a store
+    /// that has stopped answering.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our own child's pid.
+            assert_eq!(unsafe { libc::kill(c.id() as libc::pid_t, sig) }, 0);
+        }
+    }
+
     pub fn stop(&mut self) {
+        self.resume();
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
