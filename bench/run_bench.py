@@ -96,6 +96,7 @@ class Backend:
 
     def __init__(self, kind, work):
         self.kind = kind
+        self.bucket_dir = None  # S3 only; outside `work`, so each_run removes it too
         if kind == "sqlite-file":
             self.meta = f"sqlite3://{work}/meta.db"
             self.storage = ["--storage", "file", "--bucket", f"{work}/data"]
@@ -106,7 +107,8 @@ class Backend:
             bucket = "bench" + os.path.basename(work).replace("_", "").replace("-", "").lower()[-12:]
             endpoint = os.environ.get("JFS_TEST_S3_ENDPOINT", "http://127.0.0.1:9900")
             # s3s-fs serves each directory under its root as a bucket.
-            os.makedirs(os.path.join(os.environ.get("JFS_TEST_S3_DIR", "/tmp/jfs-s3"), bucket), exist_ok=True)
+            self.bucket_dir = os.path.join(os.environ.get("JFS_TEST_S3_DIR", "/tmp/jfs-s3"), bucket)
+            os.makedirs(self.bucket_dir, exist_ok=True)
             self.storage = ["--storage", "s3", "--bucket", f"{endpoint}/{bucket}", "--access-key", ak, "--secret-key", sk]
 
 
@@ -318,13 +320,16 @@ def each_run(a, kind, order, body, **extra):
             subprocess.run(["sync"])
             time.sleep(2)  # let the previous client's dirty pages drain
             work = tempfile.mkdtemp(prefix="jfs-bench-", dir=a.dir)
-            c = cls(work, Backend(kind, work), **extra)
+            backend = Backend(kind, work)
+            c = cls(work, backend, **extra)
             try:
                 r = body(c)
             finally:
                 if c.proc and c.proc.poll() is None:
                     c.stop()
                 shutil.rmtree(work, ignore_errors=True)
+                if backend.bucket_dir:
+                    shutil.rmtree(backend.bucket_dir, ignore_errors=True)
             print(kind, f"round {rnd + 1}", c.name, json.dumps(r), flush=True)
             yield c.name, r
 
@@ -401,6 +406,12 @@ def main():
     ap.add_argument("--backends", default="sqlite-file,redis-s3")
     ap.add_argument("--writeback", action="store_true", help="only the --writeback table (Redis + S3)")
     a = ap.parse_args()
+    # The disk caches stop caching when their disk runs out of room, which silently turns
+    # the cached rows into object-store rows.
+    free_gib = shutil.disk_usage(a.dir).free >> 30
+    need = a.size_mib * 4 // 1024 + 8
+    if free_gib < need:
+        sys.exit(f"{a.dir} has {free_gib} GiB free; this run needs about {need} GiB")
     restore = steady_memory()
     try:
         if a.writeback:
