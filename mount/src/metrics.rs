@@ -268,32 +268,30 @@ impl Metrics {
             "CPU seconds used by the client.",
             cpu,
         );
-        let _ = writeln!(
-            out,
-            "# HELP juicefs_fuse_ops_durations_histogram_seconds FUSE operation latency.\n# TYPE juicefs_fuse_ops_durations_histogram_seconds histogram"
-        );
-        self.fuse_ops.render(
+        let histogram = |out: &mut String, name: &str, help: &str, h: &Histogram| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            h.render(out, name, &base);
+        };
+        histogram(
             &mut out,
             "juicefs_fuse_ops_durations_histogram_seconds",
-            &base,
+            "FUSE operation latency.",
+            &self.fuse_ops,
         );
         self.fuse_by_method
             .render(&mut out, "juicefs_fuse_ops", "FUSE operations", &base);
-        for (name, help, h) in [
-            (
-                "juicefs_meta_ops_durations_histogram_seconds",
-                "Metadata engine operation latency.",
-                &self.meta_ops,
-            ),
-            (
-                "juicefs_transaction_durations_histogram_seconds",
-                "Metadata engine transaction latency, restarts included.",
-                &self.transactions,
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-            h.render(&mut out, name, &base);
-        }
+        histogram(
+            &mut out,
+            "juicefs_meta_ops_durations_histogram_seconds",
+            "Metadata engine operation latency.",
+            &self.meta_ops,
+        );
+        histogram(
+            &mut out,
+            "juicefs_transaction_durations_histogram_seconds",
+            "Metadata engine transaction latency, restarts included.",
+            &self.transactions,
+        );
         self.meta_by_method.render(
             &mut out,
             "juicefs_meta_ops",

@@ -149,3 +149,27 @@ fn without_trash_days_deletion_is_final() {
     let e = fs::metadata(m.path(".trash")).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
 }
+
+#[test]
+fn with_trash_a_non_empty_directory_is_still_refused() {
+    let Some(v) = Volume::new(Backend::SqliteFile) else {
+        return;
+    };
+    v.format_ours(&["--trash-days", "1"]);
+    let m = Mount::ours(&v, &v.mountpoint("m"), &[]);
+    fs::create_dir(m.path("full")).unwrap();
+    fs::write(m.path("full/f"), b"f").unwrap();
+    fs::create_dir(m.path("empty")).unwrap();
+    // The kernel refuses unlink of a directory and rmdir of a file itself; emptiness it
+    // leaves to us.
+    let e = fs::remove_dir(m.path("full")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTEMPTY), "rmdir: {e}");
+    let e = fs::rename(m.path("empty"), m.path("full")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTEMPTY), "rename: {e}");
+    assert_eq!(names(&m.path("full")), ["f"]);
+    assert!(m.path("empty").is_dir());
+    let trash = m.path(".trash");
+    for h in names(&trash) {
+        assert!(names(&trash.join(&h)).is_empty(), "{h} holds what stayed");
+    }
+}

@@ -358,14 +358,10 @@ impl ObjectStore {
         {
             return Ok(b);
         }
+        // Both backends hand back a buffer of the object's own size (a file read or mapped
+        // whole, an S3 body read into a buffer of `size`), so a cached small block pins no
+        // more than itself.
         let raw = self.get(&key, size as usize).await?;
-        // A small object may sit in a much larger pooled read buffer: copy it out so a
-        // cached 4 KiB block does not pin megabytes.
-        let raw = if raw.len() < (1 << 20) {
-            Bytes::copy_from_slice(&raw)
-        } else {
-            raw
-        };
         let data = self
             .compression
             .decompress(raw, size as usize)

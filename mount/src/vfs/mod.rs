@@ -392,7 +392,7 @@ impl Vfs {
 
     pub async fn unlink(&self, parent: Ino, name: &str, caller: Caller) -> Result<()> {
         self.check_writable()?;
-        if self.trash_unlink(parent, name, caller).await? {
+        if self.trash_remove(parent, name, false, caller).await? {
             return Ok(());
         }
         let freed = self.meta.unlink(parent, name, caller).await?;
@@ -402,7 +402,7 @@ impl Vfs {
 
     pub async fn rmdir(&self, parent: Ino, name: &str, caller: Caller) -> Result<()> {
         self.check_writable()?;
-        if self.trash_rmdir(parent, name, caller).await? {
+        if self.trash_remove(parent, name, true, caller).await? {
             return Ok(());
         }
         Ok(self.meta.rmdir(parent, name, caller).await?)

@@ -102,49 +102,39 @@ impl Vfs {
         Err(MetaError::Db(format!("cannot create trash directory {name}")).into())
     }
 
-    /// Moves `parent/name` into the trash; `Ok(false)` when there is no trash for it.
-    pub(super) async fn trash_unlink(
+    /// Moves `parent/name` (a directory, which must be empty, for rmdir; anything else for
+    /// unlink) into the trash; `Ok(false)` when there is no trash for it.
+    pub(super) async fn trash_remove(
         &self,
         parent: Ino,
         name: &str,
+        dir: bool,
         caller: Caller,
     ) -> Result<bool> {
-        let Some(dir) = self.trash_for(parent).await? else {
+        if dir && (name == "." || name == "..") {
+            return Ok(false);
+        }
+        let Some(hour) = self.trash_for(parent).await? else {
             return Ok(false);
         };
         let (ino, a) = self.meta.lookup(parent, name).await?;
-        if a.kind == FileKind::Dir {
-            return Err(MetaError::IsDir.into());
-        }
-        self.to_trash(parent, name, &entry_name(parent, ino, name), dir, caller)
+        self.check_kinds(dir, ino, a.kind == FileKind::Dir).await?;
+        self.to_trash(parent, name, &entry_name(parent, ino, name), hour, caller)
             .await?;
         Ok(true)
     }
 
-    /// Moves the empty directory `parent/name` into the trash; `Ok(false)` when there is
-    /// no trash for it.
-    pub(super) async fn trash_rmdir(
-        &self,
-        parent: Ino,
-        name: &str,
-        caller: Caller,
-    ) -> Result<bool> {
-        if name == "." || name == ".." {
-            return Ok(false);
+    /// The errors of removing or replacing `victim` by an operation on a directory (`dir`)
+    /// or on anything else: EISDIR, ENOTDIR, or ENOTEMPTY for a directory with entries.
+    async fn check_kinds(&self, dir: bool, victim: Ino, victim_is_dir: bool) -> Result<()> {
+        match (dir, victim_is_dir) {
+            (false, true) => Err(MetaError::IsDir.into()),
+            (true, false) => Err(MetaError::NotDir.into()),
+            (true, true) if !self.meta.readdir(victim, false).await?.is_empty() => {
+                Err(MetaError::NotEmpty.into())
+            }
+            _ => Ok(()),
         }
-        let Some(dir) = self.trash_for(parent).await? else {
-            return Ok(false);
-        };
-        let (ino, a) = self.meta.lookup(parent, name).await?;
-        if a.kind != FileKind::Dir {
-            return Err(MetaError::NotDir.into());
-        }
-        if !self.meta.readdir(ino, false).await?.is_empty() {
-            return Err(MetaError::NotEmpty.into());
-        }
-        self.to_trash(parent, name, &entry_name(parent, ino, name), dir, caller)
-            .await?;
-        Ok(true)
     }
 
     /// A rename onto an existing name: the two swap atomically (the new name never
@@ -173,14 +163,8 @@ impl Vfs {
         let Some(dir) = self.trash_for(dp).await? else {
             return Ok(false);
         };
-        match (sa.kind == FileKind::Dir, da.kind == FileKind::Dir) {
-            (false, true) => return Err(MetaError::IsDir.into()),
-            (true, false) => return Err(MetaError::NotDir.into()),
-            (true, true) if !self.meta.readdir(dino, false).await?.is_empty() => {
-                return Err(MetaError::NotEmpty.into());
-            }
-            _ => {}
-        }
+        self.check_kinds(sa.kind == FileKind::Dir, dino, da.kind == FileKind::Dir)
+            .await?;
         self.meta
             .rename(sp, sname, dp, dname, RenameMode::Exchange, caller)
             .await?;
