@@ -13,15 +13,17 @@ fn object_store_outage_gives_eio_then_recovers() {
     let Some(mut s3) = PrivateS3::start() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let meta = format!("sqlite3://{}/meta.db", dir.path().display());
-    s3.format(&meta, "outage");
-    let mp = dir.path().join("mnt");
-    fs::create_dir_all(&mp).unwrap();
+    let vol = s3.volume("outage");
     let mut c = Command::new(OURS);
     // No caches: reads must go to the object store.
-    c.args(["mount", &meta, mp.to_str().unwrap(), "--cache-size", "0"]);
-    let m = Mount::start(c, &mp);
+    c.args([
+        "mount",
+        &vol.meta,
+        vol.mp.to_str().unwrap(),
+        "--cache-size",
+        "0",
+    ]);
+    let m = Mount::start(c, &vol.mp);
     let before = pattern(2, 5 << 20);
     fs::write(m.path("before"), &before).unwrap();
 
@@ -51,7 +53,7 @@ fn object_store_outage_gives_eio_then_recovers() {
     drop(m);
     let fsck = run_ok({
         let mut c = Command::new(OURS);
-        c.args(["fsck", &meta]);
+        c.args(["fsck", &vol.meta]);
         c
     });
     assert!(String::from_utf8_lossy(&fsck.stderr).contains(" 0 lost"));

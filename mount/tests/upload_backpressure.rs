@@ -21,15 +21,17 @@ fn a_stalled_store_stops_the_writer_at_max_uploads() {
     let Some(s3) = PrivateS3::start() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let meta = format!("sqlite3://{}/meta.db", dir.path().display());
-    s3.format(&meta, "outage");
-    let mp = dir.path().join("mnt");
-    fs::create_dir_all(&mp).unwrap();
+    let vol = s3.volume("outage");
     let mut c = Command::new(OURS);
-    c.args(["mount", &meta, mp.to_str().unwrap(), "--cache-size", "0"])
-        .args(["--max-uploads", "1"]);
-    let m = Mount::start(c, &mp);
+    c.args([
+        "mount",
+        &vol.meta,
+        vol.mp.to_str().unwrap(),
+        "--cache-size",
+        "0",
+    ])
+    .args(["--max-uploads", "1"]);
+    let m = Mount::start(c, &vol.mp);
     let path = m.path("big");
     let f = Arc::new(fs::File::create(&path).unwrap());
 
@@ -61,7 +63,10 @@ fn a_stalled_store_stops_the_writer_at_max_uploads() {
         "{returned} of {WRITES} blocks accepted while the store hung with --max-uploads 1"
     );
 
-    writer.join().unwrap().expect("the writes land once the store answers");
+    writer
+        .join()
+        .unwrap()
+        .expect("the writes land once the store answers");
     drop(f);
     let back = fs::File::open(&path).unwrap();
     let mut buf = vec![0u8; BLOCK];

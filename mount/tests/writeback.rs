@@ -35,12 +35,8 @@ fn writeback_stages_blocks_and_uploads_them_after_a_crash() {
     let Some(mut s3) = PrivateS3::start() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let meta = format!("sqlite3://{}/meta.db", dir.path().display());
-    s3.format(&meta, "wbk");
+    let S3Volume { dir, meta, mp } = s3.volume("wbk");
     let cache = dir.path().join("cache");
-    let mp = dir.path().join("mnt");
-    fs::create_dir_all(&mp).unwrap();
     let mount = || {
         let mut c = Command::new(OURS);
         // No disk cache: a read that misses memory must come from staging or the bucket.

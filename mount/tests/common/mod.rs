@@ -683,6 +683,13 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A volume made by [`PrivateS3::volume`]; its directory goes when it is dropped.
+pub struct S3Volume {
+    pub dir: tempfile::TempDir,
+    pub meta: String,
+    pub mp: PathBuf,
+}
+
 /// A private S3 server (s3s-fs) on a port of its own, stoppable mid-workload.
 pub struct PrivateS3 {
     pub port: u16,
@@ -728,16 +735,22 @@ impl PrivateS3 {
         panic!("s3s-fs did not listen on {}", self.port);
     }
 
-    /// Formats volume `name` with its metadata at `meta` and its data in this server's
-    /// bucket, which holds it under [`PrivateS3::volume_dir`].
-    pub fn format(&self, meta: &str, name: &str) {
+    /// Formats volume `name` with SQLite metadata in a new temporary directory and its data
+    /// in this server's bucket (under [`PrivateS3::volume_dir`]), with an empty mount point
+    /// beside the metadata.
+    pub fn volume(&self, name: &str) -> S3Volume {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = format!("sqlite3://{}/meta.db", dir.path().display());
         let bucket = format!("http://127.0.0.1:{}/outage", self.port);
         run_ok({
             let mut c = Command::new(OURS);
             c.args(["format", "--storage", "s3", "--bucket", &bucket])
-                .args(["--access-key", "ak", "--secret-key", "sk", meta, name]);
+                .args(["--access-key", "ak", "--secret-key", "sk", &meta, name]);
             c
         });
+        let mp = dir.path().join("mnt");
+        std::fs::create_dir_all(&mp).unwrap();
+        S3Volume { dir, meta, mp }
     }
 
     /// Where the server keeps volume `name`'s objects.
