@@ -15,6 +15,8 @@ result=$("$dir/bench-bin/csi-publish" "$@" 2>/dev/null | tail -1)
 echo "$result"
 python3 - "$result" "bench/csi.sh $*" <<'PY'
 import json, sys, time
+sys.path.insert(0, "bench")
+from run_bench import replace_section
 r = json.loads(sys.argv[1]); cmd = sys.argv[2].strip()
 ok = r["p99_ms"] < 50 and r["api_writes_per_publish"] <= 1
 table = "\n".join([
@@ -22,16 +24,11 @@ table = "\n".join([
     "|---|---|---|---|---|---|---|---|---|",
     f"| {r['publishes']} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['api_writes_per_publish']} | {r['api_reads_per_publish']} | {r['unpublish_p50_ms']} | {r['unpublish_p99_ms']} | {r['api_writes_per_unpublish']} |",
 ])
-section = (f"<!-- csi:start -->\n## CSI NodePublishVolume on a live Mount Pod\n\nCommand: `{cmd}` ({time.strftime('%Y-%m-%d')}; "
+section = (f"## CSI NodePublishVolume on a live Mount Pod\n\nCommand: `{cmd}` ({time.strftime('%Y-%m-%d')}; "
            "the node service over its unix socket, the in-memory API server on loopback, one Mount Pod already live, "
            "each publish a new target: reference annotation + readiness check + bind mount). Bar: p99 < 50 ms, at most one "
-           f"API write per publish.\n\n{table}\n\n{'Meets the bar.' if ok else 'Misses the bar.'}\n<!-- csi:end -->")
+           f"API write per publish.\n\n{table}\n\n{'Meets the bar.' if ok else 'Misses the bar.'}\n")
 path = "docs/BENCHMARKS.md"
-doc = open(path).read()
-if "<!-- csi:start -->" in doc:
-    pre, rest = doc.split("<!-- csi:start -->", 1)
-    doc = pre + section + rest.split("<!-- csi:end -->", 1)[1]
-else:
-    doc = doc.rstrip() + "\n\n" + section + "\n"
+doc = replace_section(open(path).read(), "csi", section)
 open(path, "w").write(doc)
 PY

@@ -10,6 +10,8 @@ result=$("$dir/admission-load" --webhook "$dir/juicefs-webhook" "$@" | tail -1)
 echo "$result"
 python3 - "$result" "bench/webhook.sh $*" <<'PY'
 import json, os, sys, time
+sys.path.insert(0, "bench")
+from run_bench import replace_section
 r = json.loads(sys.argv[1]); cmd = sys.argv[2].strip()
 cores = os.cpu_count()
 table = "\n".join([
@@ -22,18 +24,13 @@ verdict = ("Meets the bar." if ok else
            "Misses the bar on " + ", ".join(x for x, bad in [("p99", r['p99_ms'] >= 2), ("errors", r['errors'] > 0),
                                                           ("RSS", r['webhook_peak_rss_mib'] >= 30)] if bad) +
            ": the load generator shares the 2 cores with the webhook, and single runs vary widely on this VM.")
-section = (f"<!-- webhook:start -->\n## Admission webhook under load\n\nCommand: `{cmd}` ({time.strftime('%Y-%m-%d')}, "
+section = (f"## Admission webhook under load\n\nCommand: `{cmd}` ({time.strftime('%Y-%m-%d')}, "
            f"{cores} cores shared by the webhook and the load generator; realistic Deployment pod with one JuiceFS PVC; "
            f"warm watch caches; keep-alive TLS, 16 connections). Latency counts from the moment the generator dispatches "
            f"a request, including any wait behind a busy connection; \"from schedule\" also counts the generator's own timer "
            f"lateness (tokio timers have 1 ms granularity), an upper bound. Bar: p99 < 2 ms, 0 errors, "
-           f"RSS < 30 MiB.\n\n{table}\n\n{verdict}\n<!-- webhook:end -->")
+           f"RSS < 30 MiB.\n\n{table}\n\n{verdict}\n")
 path = "docs/BENCHMARKS.md"
-doc = open(path).read()
-if "<!-- webhook:start -->" in doc:
-    pre, rest = doc.split("<!-- webhook:start -->", 1)
-    doc = pre + section + rest.split("<!-- webhook:end -->", 1)[1]
-else:
-    doc = doc.rstrip() + "\n\n" + section + "\n"
+doc = replace_section(open(path).read(), "webhook", section)
 open(path, "w").write(doc)
 PY
