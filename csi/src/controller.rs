@@ -87,6 +87,18 @@ pub fn resolve_pattern(pattern: &str, pvc: &PvcInfo) -> Result<String, String> {
     Ok(out)
 }
 
+/// Whether directory `inner` is `outer` or lies inside it (paths compared by component,
+/// so `team-a2` is not inside `team-a`).
+fn within(inner: &str, outer: &str) -> bool {
+    let parts = |p: &str| {
+        p.split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    parts(inner).starts_with(&parts(outer))
+}
+
 /// A volume's directory inside the file system: relative, no empty, `.` or `..` parts.
 pub fn check_sub_path(p: &str) -> Result<(), String> {
     if p.is_empty()
@@ -144,14 +156,7 @@ impl ControllerService {
                 .and_then(|c| c.volume_attributes.clone())
                 .unwrap_or_default()
         };
-        let secret_of = |p: &PersistentVolume| {
-            p.spec
-                .as_ref()
-                .and_then(|s| s.csi.as_ref())
-                .and_then(|c| c.node_publish_secret_ref.as_ref())
-                .map(|r| (r.namespace.clone(), r.name.clone()))
-        };
-        let (sub_path, secret) = match &pv {
+        let sub_path = match &pv {
             Some(p) => {
                 let policy = p
                     .spec
@@ -161,15 +166,16 @@ impl ControllerService {
                     tracing::info!(volume = %volume_id, "reclaim policy {policy:?}: the directory is kept");
                     return Ok(None);
                 }
-                (
-                    attrs(p)
-                        .get("subPath")
-                        .cloned()
-                        .unwrap_or_else(|| volume_id.to_string()),
-                    secret_of(p),
-                )
+                attrs(p)
+                    .get("subPath")
+                    .cloned()
+                    .unwrap_or_else(|| volume_id.to_string())
             }
-            None => (volume_id.to_string(), None),
+            // Without its PV neither the directory nor the reclaim policy is known for sure.
+            None => {
+                tracing::warn!(volume = %volume_id, "PV not found: its directory is kept");
+                return Ok(None);
+            }
         };
         check_sub_path(&sub_path).map_err(|e| {
             Status::failed_precondition(format!("volume {volume_id}: refusing to delete: {e}"))
@@ -178,17 +184,21 @@ impl ControllerService {
             .list(&Default::default())
             .await
             .map_err(|e| Status::unavailable(format!("listing PVs: {e}")))?;
+        // Any other JuiceFS PV whose directory is this one or lies inside it keeps it. Secrets
+        // are not compared: two Secrets may name one file system, and a kept directory is
+        // only a log line while a removed one is another volume's data.
         let shared = others.items.iter().find(|o| {
             o.metadata.name.as_deref() != Some(volume_id)
                 && o.spec
                     .as_ref()
                     .and_then(|s| s.csi.as_ref())
                     .is_some_and(|c| c.driver == jfs_mountspec::DRIVER_NAME)
-                && attrs(o).get("subPath") == Some(&sub_path)
-                && (secret.is_none() || secret_of(o) == secret)
+                && attrs(o)
+                    .get("subPath")
+                    .is_some_and(|theirs| within(theirs, &sub_path))
         });
         if let Some(o) = shared {
-            tracing::info!(volume = %volume_id, "directory {sub_path:?} is still used by PV {}: kept", o.metadata.name.clone().unwrap_or_default());
+            tracing::info!(volume = %volume_id, "directory {sub_path:?} holds the directory of PV {}: kept", o.metadata.name.clone().unwrap_or_default());
             return Ok(None);
         }
         Ok(Some(sub_path))
@@ -455,6 +465,16 @@ mod tests {
             resolve_pattern("apps/${.pvc.labels.app}/${.PVC.name}", &pvc()).unwrap(),
             "apps/web/data"
         );
+    }
+
+    #[test]
+    fn within_compares_whole_components() {
+        assert!(within("team/web", "team"));
+        assert!(within("/team/web/", "team"));
+        assert!(within("team", "team"));
+        assert!(!within("team-a2", "team-a"));
+        assert!(!within("team", "team/web"));
+        assert!(!within("/", "team"));
     }
 
     #[test]

@@ -262,7 +262,8 @@ fn pv(name: &str, sub_path: &str, policy: &str) -> k8s_openapi::api::core::v1::P
 }
 
 /// DeleteVolume removes the volume's directory and its data, and nothing else: not a
-/// directory another PV uses, not one whose PV retains its data, never the root.
+/// directory another PV uses or that holds another PV's directory (whatever its Secret),
+/// not one whose PV retains its data or is gone, never the root.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_volume_removes_only_what_it_owns() {
     let (tmp, api, mut c, _) = start().await;
@@ -280,7 +281,7 @@ async fn delete_volume_removes_only_what_it_owns() {
     let mp = tmp.path().join("mnt");
     std::fs::create_dir_all(&mp).unwrap();
     juicefs(&["mount", "-d", &meta, &mp.display().to_string()]);
-    for d in ["pvc-gone/deep/er", "shared", "kept", "other"] {
+    for d in ["pvc-gone/deep/er", "shared", "kept", "other", "team/web", "ghost"] {
         std::fs::create_dir_all(mp.join(d)).unwrap();
         std::fs::write(mp.join(d).join("f"), vec![7u8; 300_000]).unwrap();
     }
@@ -292,6 +293,13 @@ async fn delete_volume_removes_only_what_it_owns() {
     api.put(&pv("pv-shared-2", "shared", "Delete"));
     api.put(&pv("pv-kept", "kept", "Retain"));
     api.put(&pv("pv-root", "/", "Delete"));
+    // A PV whose directory lies inside another's, reached through a different Secret.
+    api.put(&pv("pv-team", "team", "Delete"));
+    let mut web = pv("pv-team-web", "team/web", "Delete");
+    if let Some(csi) = web.spec.as_mut().and_then(|s| s.csi.as_mut()) {
+        csi.node_publish_secret_ref.as_mut().unwrap().name = Some("jfs-other".into());
+    }
+    api.put(&web);
     let del = |id: &str, with_secret: bool| DeleteVolumeRequest {
         volume_id: id.into(),
         secrets: if with_secret {
@@ -304,6 +312,9 @@ async fn delete_volume_removes_only_what_it_owns() {
     c.delete_volume(del("pv-shared-1", true)).await.unwrap();
     c.delete_volume(del("pv-kept", true)).await.unwrap();
     c.delete_volume(del("other", false)).await.unwrap();
+    c.delete_volume(del("pv-team", true)).await.unwrap();
+    // No PV: neither its directory nor its reclaim policy is known, so nothing is removed.
+    c.delete_volume(del("ghost", true)).await.unwrap();
     let e = c.delete_volume(del("pv-root", true)).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
     assert!(e.message().contains("refusing"), "{}", e.message());
@@ -317,9 +328,11 @@ async fn delete_volume_removes_only_what_it_owns() {
         exists("shared/f"),
         exists("kept/f"),
         exists("other/f"),
+        exists("team/web/f"),
+        exists("ghost/f"),
     );
     juicefs(&["umount", &mp.display().to_string()]);
-    assert_eq!(state, (false, true, true, true));
+    assert_eq!(state, (false, true, true, true, true, true));
     assert!(
         objects() < before,
         "the removed file's objects are deleted ({} -> {})",
