@@ -3,7 +3,7 @@
 
 use crate::inject::{ClusterView, InjectConfig};
 use crate::review::{self, BadRequest};
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, MatchedPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -21,6 +21,9 @@ pub const INJECT_PATH: &str = "/juicefs/inject-v1-pod";
 pub const SERVERLESS_PATH: &str = "/juicefs/serverless/inject-v1-pod";
 /// The API server never sends more than 3 MiB; anything larger is refused unread.
 pub const MAX_BODY: usize = 3 << 20;
+/// A body that takes longer than this to arrive is refused (the API server's own webhook
+/// timeout is at most 30 s; a stalled client must not hold a connection task for ever).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -57,7 +60,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(SERVERLESS_PATH, post(inject))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        // The limit is applied while reading, with a 400 that says why (not axum's bare 413).
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
@@ -69,12 +73,32 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn inject(State(s): State<Arc<AppState>>, path: MatchedPath, body: Bytes) -> Response {
+async fn inject(State(s): State<Arc<AppState>>, path: MatchedPath, body: Body) -> Response {
     let start = std::time::Instant::now();
-    let (response, result) = admit(&s, body).await;
+    let (response, result) = match read_body(body).await {
+        Ok(body) => admit(&s, body).await,
+        Err(why) => {
+            tracing::warn!("bad admission request: {why}");
+            ((StatusCode::BAD_REQUEST, why).into_response(), BAD_REQUEST)
+        }
+    };
     let p = usize::from(path.as_str() == SERVERLESS_PATH);
     crate::metrics::METRICS.admission(p, result, start.elapsed());
     response
+}
+
+async fn read_body(body: Body) -> Result<Bytes, String> {
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => Err(format!(
+            "request body unreadable or larger than {} MiB: {e}",
+            MAX_BODY >> 20
+        )),
+        Err(_) => Err(format!(
+            "request body did not arrive within {} s",
+            BODY_TIMEOUT.as_secs()
+        )),
+    }
 }
 
 /// Result indexes into `metrics::RESULTS`.

@@ -108,7 +108,7 @@ async fn malformed_and_oversized_requests_get_400_with_a_reason() {
         (br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":null}"#.to_vec(), 400, "expected apiVersion"),
         (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec(), 400, "no request"),
         (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u"}}"#.to_vec(), 400, "malformed"),
-        (vec![b' '; server::MAX_BODY + 1024], 413, ""),
+        (vec![b' '; server::MAX_BODY + 1024], 400, "larger than 3 MiB"),
     ];
     for (body, want, reason) in cases {
         let (code, out, _) = s.call("POST", server::INJECT_PATH, &body).await;
@@ -195,4 +195,28 @@ async fn certificate_rotation_drops_no_request() {
         0,
         "no request may fail during rotation"
     );
+}
+
+/// A client that announces a body and stops sending gets a 400 once the body timeout
+/// passes, instead of holding the connection for ever.
+#[tokio::test]
+async fn a_stalled_body_is_refused_with_a_reason() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let s = start(dir.path(), &pki).await;
+    let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = s.connector.connect(name, tcp).await.unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"apiVersion\"",
+        server::INJECT_PATH
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let wait = server::BODY_TIMEOUT + Duration::from_secs(10);
+    let _ = tokio::time::timeout(wait, tls.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("did not arrive within 10 s"), "{text}");
 }
