@@ -16,12 +16,7 @@ DOCKER = REPO / "docker"
 IMAGES = {"Dockerfile.csi": "juicedata/juicefs-rs-csi", "Dockerfile.mount": "juicedata/juicefs-rs-mount"}
 
 
-# Binaries the contract says are being written: (binary, package). Counted as present only
-# while that package declares no binary at all; once it declares any, the real list decides.
-PENDING_BINS = [("juicefs-csi", "jfs-csi")]
-
-
-def workspace_bins(pending: bool = True) -> dict[str, str]:
+def workspace_bins() -> dict[str, str]:
     """binary name -> package, for every workspace member ([[bin]] names, src/bin/*.rs, or the
     default binary src/main.rs named after the package)."""
     ws = tomllib.loads((REPO / "Cargo.toml").read_text())
@@ -36,10 +31,6 @@ def workspace_bins(pending: bool = True) -> dict[str, str]:
             out.setdefault(pkg, pkg)
         for p in (REPO / member / "src/bin").glob("*.rs") if manifest["package"].get("autobins", True) else []:
             out.setdefault(p.stem, pkg)
-    if pending:
-        for name, pkg in PENDING_BINS:
-            if pkg not in out.values():
-                out.setdefault(name, pkg)
     return out
 
 
@@ -121,6 +112,7 @@ def test_workspace_bins_reader():
     bins = workspace_bins()
     assert bins["juicefs"] == "jfs-mount"
     assert bins["juicefs-webhook"] == "jfs-webhook" and bins["juicefs-certs"] == "jfs-certs"
+    assert bins["juicefs-csi"] == "jfs-csi"
 
 
 def test_control_plane_image_contents():
@@ -129,16 +121,6 @@ def test_control_plane_image_contents():
             "/usr/local/bin/juicefs-certs": "juicefs-certs",
             "/usr/local/bin/juicefs-csi": "juicefs-csi"}
     assert got == want
-
-
-def test_pending_binaries_are_still_pending():
-    """A pending binary is accepted only while its package declares none; report which."""
-    real = workspace_bins(pending=False)
-    for name, pkg in PENDING_BINS:
-        if name in real:
-            assert real[name] == pkg
-        else:
-            assert pkg not in real.values(), f"{pkg} declares binaries {[b for b, p in real.items() if p == pkg]} but not {name}"
 
 
 def test_mount_image_contents():

@@ -1,11 +1,14 @@
 """RBAC against api_calls.yaml, both ways: every API call of every component is granted to the
 ServiceAccount its pod runs as, and every rule (each verb on each resource) serves a call.
+Every call of our own binaries names the Rust code that makes it, and that code is there.
 Plus: every rule in the templates carries a comment with its reason."""
 
 from __future__ import annotations
 
 import re
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +16,7 @@ from conftest import (
     CHART,
     MODES,
     NAMESPACE,
+    REPO,
     all_values,
     containers,
     kinds,
@@ -126,7 +130,8 @@ def test_api_calls_file_is_well_formed(api_calls):
     for comp, d in api_calls["components"].items():
         assert d["containers"], comp
         for call in d["calls"]:
-            assert set(call) <= {"apiGroup", "resource", "verbs", "scope", "resourceNames", "when", "why"}, call
+            assert set(call) <= {"apiGroup", "resource", "verbs", "scope", "resourceNames", "when", "why",
+                                 "code"}, call
             assert call["scope"] in ("cluster", "namespace"), call
             assert call["verbs"] and len(call["why"]) > 10, call
             assert set(call["verbs"]) <= {"get", "list", "watch", "create", "update", "patch", "delete",
@@ -154,6 +159,130 @@ def test_every_rule_is_used(values, api_calls):
     unused = [g for g in gs if not any(grant_serves(g, c) for c in cs)]
     assert not unused, "\n".join(f"{g.where}: {g.verb} {g.group or 'core'}/{g.resource} for {g.sa} "
                                  f"serves no call in api_calls.yaml" for g in unused)
+
+
+# --- each call of our binaries against the Rust code that makes it ----------------------------
+
+# The kube-rs methods (or kubelet request) each verb comes from, whitespace removed.
+VERB_METHODS = {
+    "get": (".get(", ".get_opt("),
+    "list": (".list(", "watcher("),
+    "watch": ("watcher(",),
+    "create": (".create(",),
+    "update": (".replace(",),
+    "patch": (".patch(",),
+    "delete": (".delete(",),
+}
+SUBRESOURCE_METHODS = {
+    ("pods/log", "get"): (".logs(", ".log_stream("),
+    ("nodes/proxy", "get"): ("Request::get(",),
+}
+
+
+def squeeze(s: str) -> str:
+    return re.sub(r"\s+", "", s)
+
+
+def rust_code(path: Path) -> str:
+    """The file without `//` comment lines and without its `#[cfg(test)]` module, squeezed."""
+    text = path.read_text().split("#[cfg(test)]", 1)[0]
+    return squeeze("\n".join(l for l in text.splitlines() if not l.lstrip().startswith("//")))
+
+
+def binary_crates() -> dict[str, set[Path]]:
+    """binary -> the source directories of the crate that builds it and of its path dependencies."""
+    ws = tomllib.loads((REPO / "Cargo.toml").read_text())
+    out = {}
+    for member in ws["workspace"]["members"]:
+        manifest = tomllib.loads((REPO / member / "Cargo.toml").read_text())
+        dirs = {(REPO / member / "src").resolve()}
+        for dep in (manifest.get("dependencies") or {}).values():
+            if isinstance(dep, dict) and "path" in dep:
+                dirs.add((REPO / member / dep["path"] / "src").resolve())
+        for b in manifest.get("bin") or []:
+            out[b["name"]] = dirs
+    return out
+
+
+def call_site_problems(binary: str, call: dict, crates: dict[str, set[Path]]) -> list[str]:
+    what = f"{binary}: {'/'.join(filter(None, [call['apiGroup'], call['resource']]))} {call['verbs']}"
+    code = call.get("code")
+    if not code:
+        return [f"{what}: no `code` (where is the call made?)"]
+    problems = []
+    covered = set()
+    for ref in code:
+        if set(ref) != {"file", "at", "verbs"}:
+            problems.append(f"{what}: code entry needs exactly file, at, verbs: {ref}")
+            continue
+        path = (REPO / ref["file"]).resolve()
+        if path.suffix != ".rs" or not path.is_file():
+            problems.append(f"{what}: {ref['file']} is not a Rust source file")
+            continue
+        if not any(path.is_relative_to(d) for d in crates[binary]):
+            problems.append(f"{what}: {ref['file']} is not built into {binary}")
+            continue
+        text = rust_code(path)
+        snippets = [ref["at"]] if isinstance(ref["at"], str) else list(ref["at"])
+        for s in snippets:
+            if not s.strip() or squeeze(s) not in text:
+                problems.append(f"{what}: {ref['file']} does not contain {s!r}")
+        extra = set(ref["verbs"]) - set(call["verbs"])
+        if extra:
+            problems.append(f"{what}: code entry claims verbs the call does not list: {sorted(extra)}")
+        for v in ref["verbs"]:
+            methods = SUBRESOURCE_METHODS.get((call["resource"], v)) or VERB_METHODS.get(v, ())
+            if not any(m in squeeze(s) for s in snippets for m in methods):
+                problems.append(f"{what}: no snippet at {ref['file']} makes a {v} call ({' or '.join(methods)})")
+        covered |= set(ref["verbs"])
+    if set(call["verbs"]) - covered:
+        problems.append(f"{what}: no code named for {sorted(set(call['verbs']) - covered)}")
+    return problems
+
+
+def test_every_call_of_our_binaries_names_its_code(api_calls):
+    crates = binary_crates()
+    problems = []
+    for comp, d in api_calls["components"].items():
+        assert ("binary" in d) != ("image" in d), f"{comp}: one of binary (ours) or image (upstream)"
+        if "image" in d:
+            assert not any("code" in c for c in d["calls"]), f"{comp} runs upstream code: no `code`"
+            continue
+        assert d["binary"] in crates, f"{comp}: no workspace crate builds {d['binary']}"
+        for call in d["calls"]:
+            problems += call_site_problems(d["binary"], call, crates)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_call_site_check_can_fail(api_calls):
+    """A missing snippet, a verb left without code, a method that is not the verb's, a file
+    outside the binary's crates: each is reported."""
+    crates = binary_crates()
+    good = next(c for c in api_calls["components"]["csi-node"]["calls"] if c["resource"] == "secrets")
+    assert call_site_problems("juicefs-csi", good, crates) == []
+
+    def mutated(**kw):
+        c = dict(good)
+        c.update(kw)
+        return call_site_problems("juicefs-csi", c, crates)
+
+    assert mutated(code=[{**good["code"][0], "at": "api.get_opt(&nowhere)"}] + good["code"][1:])
+    assert mutated(code=good["code"][:-1])
+    assert mutated(code=[{**good["code"][0], "verbs": ["get", "delete"]}] + good["code"][1:])
+    assert mutated(code=[{**good["code"][1], "verbs": ["update"]}, good["code"][0]])
+    assert mutated(code=[{**good["code"][0], "file": "webhook/src/secrets.rs"}] + good["code"][1:])
+    assert mutated(code=[{**good["code"][0], "file": "csi/src/nothere.rs"}] + good["code"][1:])
+    assert mutated(code=None)
+
+
+def test_comments_and_tests_do_not_count_as_code(tmp_path):
+    f = tmp_path / "x.rs"
+    f.write_text("fn a() {\n    // nodes.get_opt(&n)\n    pods\n        .list(&lp)\n}\n"
+                 "#[cfg(test)]\nmod tests {\n    fn b() { secrets.get_opt(&s) }\n}\n")
+    code = rust_code(f)
+    assert squeeze("pods.list(&lp)") in code
+    assert squeeze("nodes.get_opt(&n)") not in code
+    assert squeeze("secrets.get_opt(&s)") not in code
 
 
 def test_the_comparison_can_fail(api_calls):
