@@ -281,7 +281,14 @@ async fn delete_volume_removes_only_what_it_owns() {
     let mp = tmp.path().join("mnt");
     std::fs::create_dir_all(&mp).unwrap();
     juicefs(&["mount", "-d", &meta, &mp.display().to_string()]);
-    for d in ["pvc-gone/deep/er", "shared", "kept", "other", "team/web", "ghost"] {
+    for d in [
+        "pvc-gone/deep/er",
+        "shared",
+        "kept",
+        "other",
+        "team/web",
+        "ghost",
+    ] {
         std::fs::create_dir_all(mp.join(d)).unwrap();
         std::fs::write(mp.join(d).join("f"), vec![7u8; 300_000]).unwrap();
     }

@@ -4,7 +4,8 @@
 
 use crate::{SpecError, invalid};
 use k8s_openapi::api::core::v1::{
-    EnvVar, Lifecycle, Probe, ResourceRequirements, Volume, VolumeDevice, VolumeMount,
+    Container, EnvVar, Lifecycle, PodDNSConfig, Probe, ResourceRequirements, Volume, VolumeDevice,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use serde::Deserialize;
@@ -49,6 +50,10 @@ pub struct CacheDir {
     pub name: Option<String>,
     pub medium: Option<String>,
     pub size_limit: Option<String>,
+    /// `Ephemeral`: the volume claim template's class, size and access modes.
+    pub storage_class_name: Option<String>,
+    pub storage: Option<String>,
+    pub access_modes: Option<Vec<String>>,
 }
 
 /// Every field a patch may set; `None` leaves the built value alone.
@@ -65,6 +70,16 @@ pub struct MountPodPatch {
     pub host_network: Option<bool>,
     #[serde(rename = "hostPID")]
     pub host_pid: Option<bool>,
+    /// Mount Pods only (a sidecar shares the app pod's DNS).
+    pub dns_policy: Option<String>,
+    pub dns_config: Option<PodDNSConfig>,
+    /// Mount Pods only: the pod's hostname is the volume id (`volumeid`, the default) or the
+    /// pod's name (`podname`).
+    pub hostname_key: Option<String>,
+    /// Accepted so a Go driver ConfigMap parses, then refused by `validate` with the fix.
+    pub resource_percentages: Option<serde_json::Value>,
+    /// Mount Pods only.
+    pub init_containers: Option<Vec<Container>>,
     pub liveness_probe: Option<Probe>,
     pub readiness_probe: Option<Probe>,
     pub startup_probe: Option<Probe>,
@@ -205,9 +220,10 @@ impl MountPodPatch {
                 "HostPath" => c.path.is_some(),
                 "PVC" => c.name.is_some(),
                 "EmptyDir" => true,
+                "Ephemeral" => c.storage.is_some(),
                 other => {
                     return Err(format!(
-                        "cacheDirs[{i}]: type {other:?} is not HostPath, PVC or EmptyDir"
+                        "cacheDirs[{i}]: type {other:?} is not HostPath, PVC, EmptyDir or Ephemeral"
                     ));
                 }
             };
@@ -215,9 +231,31 @@ impl MountPodPatch {
                 return Err(format!(
                     "cacheDirs[{i}]: type {} needs {}",
                     c.kind,
-                    if c.kind == "HostPath" { "path" } else { "name" }
+                    match c.kind.as_str() {
+                        "HostPath" => "path",
+                        "Ephemeral" => "storage (the claim's size, e.g. 10Gi)",
+                        _ => "name",
+                    }
                 ));
             }
+        }
+        if let Some(p) = &self.dns_policy
+            && !matches!(
+                p.as_str(),
+                "ClusterFirst" | "ClusterFirstWithHostNet" | "Default" | "None"
+            )
+        {
+            return Err(format!(
+                "dnsPolicy {p:?} is not ClusterFirst, ClusterFirstWithHostNet, Default or None"
+            ));
+        }
+        if let Some(k) = &self.hostname_key
+            && !matches!(k.as_str(), "volumeid" | "podname")
+        {
+            return Err(format!("hostnameKey {k:?} is not volumeid or podname"));
+        }
+        if self.resource_percentages.is_some() {
+            return Err("resourcePercentages is not supported: set resources (requests and limits) in the patch, or the juicefs/mount-cpu-limit family of PVC annotations".into());
         }
         if let Some(p) = &self.image_pull_policy
             && !matches!(p.as_str(), "Always" | "IfNotPresent" | "Never")
@@ -269,6 +307,11 @@ impl MountPodPatch {
             annotations,
             host_network,
             host_pid,
+            dns_policy,
+            dns_config,
+            hostname_key,
+            resource_percentages,
+            init_containers,
             liveness_probe,
             readiness_probe,
             startup_probe,

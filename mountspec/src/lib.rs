@@ -8,8 +8,10 @@
 //! - [`config`]: the global ConfigMap (`mountPodPatch` with PVC/node selectors).
 //! - [`setting`]: everything resolved into one [`MountSetting`] and its hash.
 //! - [`container`]: the container built from a setting.
+//! - [`cache`]: the disk cache's volumes (node for Mount Pods, pod for sidecars).
 //! - [`pod`]: the Mount Pod around that container (CSI node path).
 
+pub mod cache;
 pub mod config;
 pub mod container;
 pub mod options;

@@ -5,7 +5,7 @@
 
 use crate::container::{ContainerParams, Placement, mount_container};
 use crate::setting::MountSetting;
-use k8s_openapi::api::core::v1::{HostPathVolumeSource, Pod, PodSpec, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{HostPathVolumeSource, Pod, PodSpec, Volume};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 
@@ -15,24 +15,10 @@ pub const LABEL_VOLUME_ID: &str = "volume-id";
 pub const LABEL_HASH: &str = "juicefs-hash";
 pub const FINALIZER: &str = "juicefs.com/finalizer";
 pub const DEFAULT_MOUNT_DIR: &str = "/var/lib/juicefs/volume";
-/// The client's default cache directory (as root), kept on the node for Mount Pods.
-pub const DEFAULT_CACHE_DIR: &str = "/var/jfsCache";
+pub use crate::cache::{DEFAULT_CACHE_DIR, cache_dirs};
 pub const ANNOTATION_CLEAN_CACHE: &str = "juicefs-clean-cache";
 /// The volume's UUID, recorded by the node once the client is up (cache cleaning needs it).
 pub const ANNOTATION_UUID: &str = "juicefs-uuid";
-
-/// The disk cache directories of a setting (`cache-dir=a:b`, `memory` excluded; the
-/// client's default when none is given).
-pub fn cache_dirs(s: &MountSetting) -> Vec<String> {
-    match s.option("cache-dir").and_then(|o| o.value.clone()) {
-        Some(v) => v
-            .split(':')
-            .filter(|d| !d.is_empty() && *d != "memory")
-            .map(str::to_string)
-            .collect(),
-        None => vec![DEFAULT_CACHE_DIR.to_string()],
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct MountPodParams {
@@ -90,28 +76,13 @@ pub fn mount_pod(s: &MountSetting, p: &MountPodParams) -> Pod {
         }),
         ..Default::default()
     }];
-    // The disk cache lives on the node, so a restarted client (or the next Mount Pod of the
-    // volume) finds its blocks, and the cache-clean Job can reach it.
     let mut container = container;
-    for (i, dir) in cache_dirs(s).iter().enumerate() {
-        let name = format!("cachedir-{i}");
-        volumes.push(Volume {
-            name: name.clone(),
-            host_path: Some(HostPathVolumeSource {
-                path: dir.clone(),
-                type_: Some("DirectoryOrCreate".into()),
-            }),
-            ..Default::default()
-        });
-        container
-            .volume_mounts
-            .get_or_insert_with(Vec::new)
-            .push(VolumeMount {
-                name,
-                mount_path: dir.clone(),
-                ..Default::default()
-            });
-    }
+    let (cache, cache_mounts) = crate::cache::cache_volumes(s, Placement::MountPod, false, "");
+    volumes.extend(cache);
+    container
+        .volume_mounts
+        .get_or_insert_with(Vec::new)
+        .extend(cache_mounts);
     volumes.extend(s.patch.volumes.clone().unwrap_or_default());
     Pod {
         metadata: ObjectMeta {
@@ -138,7 +109,18 @@ pub fn mount_pod(s: &MountSetting, p: &MountPodParams) -> Pod {
             ),
             host_network: s.patch.host_network,
             host_pid: s.patch.host_pid,
-            hostname: Some(unique_id.chars().take(63).collect()),
+            hostname: Some(
+                match s.patch.hostname_key.as_deref() {
+                    Some("podname") => pod_name(&p.node_name, &unique_id, &p.suffix),
+                    _ => unique_id.clone(),
+                }
+                .chars()
+                .take(63)
+                .collect(),
+            ),
+            dns_policy: s.patch.dns_policy.clone(),
+            dns_config: s.patch.dns_config.clone(),
+            init_containers: s.patch.init_containers.clone(),
             ..Default::default()
         }),
         ..Default::default()

@@ -280,6 +280,13 @@ pub fn resolve(i: &Inputs) -> Result<MountSetting, SpecError> {
             .collect::<Result<Vec<_>, _>>()?;
         opts = options::merge(opts, parsed);
     }
+    if let Some(dirs) = patch.cache_dirs.as_deref().filter(|d| !d.is_empty()) {
+        let dir = options::MountOption {
+            key: "cache-dir".into(),
+            value: Some(crate::cache::patch_paths(dirs).join(":")),
+        };
+        opts = options::merge(opts, vec![dir]);
+    }
 
     let mut image = i.default_image.to_string();
     if let Some(img) = attrs.get("juicefs/mount-image").filter(|s| !s.is_empty()) {

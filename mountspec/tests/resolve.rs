@@ -485,3 +485,126 @@ fn go_durations_parse_like_time_parse_duration() {
         assert_eq!(go_duration(bad), None, "{bad:?}");
     }
 }
+
+/// A Go driver ConfigMap with the pod-level patch fields parses, and a Mount Pod carries
+/// them: DNS policy and config, hostname key, init containers, and cache directories of
+/// every type (the client's `cache-dir` follows the volumes). Sidecars keep their cache in
+/// the pod (`emptyDir`), never on the host.
+#[test]
+fn pod_level_patch_fields_and_cache_dirs_reach_the_mount_pod() {
+    use jfs_mountspec::cache::cache_volumes;
+    use jfs_mountspec::pod::{MountPodParams, mount_pod};
+    let cfg = GlobalConfig::parse(
+        r#"
+mountPodPatch:
+  - dnsPolicy: ClusterFirstWithHostNet
+    dnsConfig: {nameservers: ["10.0.0.10"]}
+    hostnameKey: podname
+    initContainers:
+      - {name: warm, image: busybox, command: ["true"]}
+    cacheDirs:
+      - {type: HostPath, path: /mnt/nvme}
+      - {type: PVC, name: jfs-cache}
+      - {type: EmptyDir, medium: Memory, sizeLimit: 1Gi}
+      - {type: Ephemeral, storageClassName: fast, storage: 20Gi}
+"#,
+    )
+    .unwrap();
+    let s = setting_with(&secret(), &pv(json!({}), json!({})), &pvc(json!({})), &cfg).unwrap();
+    assert_eq!(
+        s.option("cache-dir")
+            .and_then(|o| o.value.clone())
+            .as_deref(),
+        Some("/mnt/nvme:/var/jfsCache-1:/var/jfsCache-2:/var/jfsCache-3")
+    );
+    let p = mount_pod(
+        &s,
+        &MountPodParams {
+            node_name: "node-1".into(),
+            namespace: "kube-system".into(),
+            suffix: "abcdef".into(),
+            host_mount_dir: "/var/lib/juicefs/volume".into(),
+            secret_name: "x".into(),
+            priority_class: None,
+        },
+    );
+    let spec = p.spec.unwrap();
+    assert_eq!(spec.dns_policy.as_deref(), Some("ClusterFirstWithHostNet"));
+    assert_eq!(
+        spec.dns_config.unwrap().nameservers,
+        Some(vec!["10.0.0.10".to_string()])
+    );
+    assert_eq!(
+        spec.hostname.as_deref(),
+        Some("juicefs-node-1-pv-data-abcdef")
+    );
+    assert_eq!(spec.init_containers.unwrap()[0].name, "warm");
+    let v = spec.volumes.unwrap();
+    let by = |n: &str| v.iter().find(|x| x.name == n).unwrap().clone();
+    assert_eq!(by("cachedir-0").host_path.unwrap().path, "/mnt/nvme");
+    assert_eq!(
+        by("cachedir-1").persistent_volume_claim.unwrap().claim_name,
+        "jfs-cache"
+    );
+    assert_eq!(
+        by("cachedir-2").empty_dir.unwrap().medium.as_deref(),
+        Some("Memory")
+    );
+    let eph = by("cachedir-3")
+        .ephemeral
+        .unwrap()
+        .volume_claim_template
+        .unwrap()
+        .spec;
+    assert_eq!(eph.storage_class_name.as_deref(), Some("fast"));
+    let mounts = spec.containers[0].volume_mounts.clone().unwrap();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.name == "cachedir-3" && m.mount_path == "/var/jfsCache-3")
+    );
+
+    // A sidecar on the serverless path: the host path becomes an emptyDir.
+    let (vols, _) = cache_volumes(&s, Placement::NativeSidecar, true, "jfs-mount-");
+    assert!(vols[0].host_path.is_none() && vols[0].empty_dir.is_some());
+    let (vols, _) = cache_volumes(&s, Placement::NativeSidecar, false, "jfs-mount-");
+    assert!(vols[0].host_path.is_some());
+    // Without a patch: the node for a Mount Pod, the pod for a sidecar.
+    let plain = base();
+    let (vols, mounts) = cache_volumes(&plain, Placement::ClassicSidecar, false, "jfs-mount-");
+    assert_eq!(
+        (vols[0].empty_dir.is_some(), mounts[0].mount_path.as_str()),
+        (true, "/var/jfsCache")
+    );
+    let (vols, _) = cache_volumes(&plain, Placement::MountPod, false, "");
+    assert!(vols[0].host_path.is_some());
+}
+
+#[test]
+fn pod_level_patch_fields_are_checked() {
+    for (yaml, want) in [
+        (
+            "dnsPolicy: Cluster",
+            "dnsPolicy \"Cluster\" is not ClusterFirst",
+        ),
+        (
+            "hostnameKey: node",
+            "hostnameKey \"node\" is not volumeid or podname",
+        ),
+        (
+            "resourcePercentages: {requests: 10}",
+            "resourcePercentages is not supported: set resources",
+        ),
+        (
+            "cacheDirs: [{type: Ephemeral}]",
+            "type Ephemeral needs storage",
+        ),
+        (
+            "cacheDirs: [{type: Disk}]",
+            "is not HostPath, PVC, EmptyDir or Ephemeral",
+        ),
+    ] {
+        let e = GlobalConfig::parse(&format!("mountPodPatch:\n  - {yaml}\n")).unwrap_err();
+        assert!(e.to_string().contains(want), "{yaml}: {e}");
+    }
+}

@@ -3,13 +3,15 @@
 //! deny it with the fix in the message, or mutate it (one mount container per JuiceFS
 //! volume) and list the Secret copies the containers read.
 //!
-//! Nothing comes from the host (no hostPath anywhere), so serverless pods get the same
-//! mutation as any other.
+//! Nothing comes from the host (no hostPath anywhere: the disk cache is an `emptyDir`), so
+//! serverless pods get the same mutation as any other, unless a `cacheDirs` patch asks for
+//! a host path, which the serverless path turns into an `emptyDir`.
 //!
 //! Where the mount lives: the app's PVC volume becomes an `emptyDir` that the sidecar
 //! mounts with `Bidirectional` propagation (privileged) and every app and init container
 //! that uses it sees with `HostToContainer`; `subPath` and `readOnly` stay as they were.
 
+use jfs_mountspec::cache::cache_volumes;
 use jfs_mountspec::container::{
     ContainerParams, LABEL_EXIT_ON_APP_EXIT, PODINFO_VOLUME, Placement, mount_container,
     secret_copy_data,
@@ -50,7 +52,14 @@ pub struct InjectConfig {
     /// Native sidecars (API server >= 1.29, or forced by `enableNativeSidecar`).
     pub native: bool,
     pub default_image: String,
+    /// The serverless path: nothing from the host, so `HostPath` cache patches become
+    /// `emptyDir`.
+    pub serverless: bool,
 }
+
+/// A classic sidecar's `preStop` waits for the app's files to close inside the pod's grace
+/// period; a shorter period is raised to this so the drain has time to flush.
+pub const MIN_CLASSIC_GRACE_SECONDS: i64 = 30;
 
 #[derive(Debug, PartialEq)]
 pub enum Decision {
@@ -219,6 +228,22 @@ pub fn decide(
         .and_then(|n| view.node_labels(n))
         .or_else(|| pod.spec.as_ref().and_then(|s| s.node_selector.clone()))
         .unwrap_or_default();
+    if !cfg.native
+        && let Some((c, v)) = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.init_containers.iter().flatten())
+            .find_map(|c| {
+                let m = c.volume_mounts.iter().flatten();
+                m.map(|m| &m.name)
+                    .find(|n| found.iter().any(|f| &f.volume == *n))
+                    .map(|v| (c.name.clone(), v.clone()))
+            })
+    {
+        return Decision::Deny(format!(
+            "init container {c:?} mounts JuiceFS volume {v:?}, but this cluster gets classic sidecars (Kubernetes < 1.29 or enableNativeSidecar: false), which start after init containers: its writes would land on the node's disk, hidden under the mount. Use native sidecars (Kubernetes >= 1.29), or do that work in an app container"
+        ));
+    }
     let quota_on = cfg.global.enable_set_quota != Some(false);
     // A classic sidecar would keep a Job's pod running after the app exits.
     let exit_on_app_exit = !cfg.native
@@ -228,8 +253,24 @@ pub fn decide(
         );
 
     let mut out = pod.clone();
+    let grace = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds);
+    let grace = if cfg.native {
+        grace.unwrap_or(30)
+    } else {
+        let raised = grace.unwrap_or(30).max(MIN_CLASSIC_GRACE_SECONDS);
+        if grace.is_some_and(|g| g < raised) {
+            out.spec
+                .get_or_insert_with(Default::default)
+                .termination_grace_period_seconds = Some(raised);
+        }
+        raised
+    };
     let mut secrets = Vec::new();
     let mut sidecars = Vec::new();
+    let mut volumes: Vec<Volume> = Vec::new();
     for (i, f) in found.iter().enumerate() {
         let pvc_name = f.pvc.metadata.name.clone().unwrap_or_default();
         let secret_id = format!(
@@ -296,14 +337,41 @@ pub fn decide(
             } else {
                 Placement::ClassicSidecar
             },
-            grace_seconds: pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.termination_grace_period_seconds)
-                .unwrap_or(30),
+            grace_seconds: grace,
             exit_on_app_exit,
         };
-        sidecars.push(mount_container(&setting, &params));
+        let mut container = mount_container(&setting, &params);
+        let (cache, cache_mounts) = cache_volumes(
+            &setting,
+            params.placement,
+            cfg.serverless,
+            &format!("{}-", params.name),
+        );
+        container
+            .volume_mounts
+            .get_or_insert_with(Vec::new)
+            .extend(cache_mounts);
+        volumes.extend(cache);
+        // The patch's volumeMounts are on the container: their volumes join the pod.
+        for v in setting.patch.volumes.iter().flatten() {
+            let existing = out
+                .spec
+                .iter()
+                .flat_map(|s| s.volumes.iter().flatten())
+                .chain(volumes.iter())
+                .find(|x| x.name == v.name);
+            match existing {
+                Some(x) if x == v => {}
+                Some(_) => {
+                    return Decision::Deny(format!(
+                        "volume {:?} of a mountPodPatch in ConfigMap juicefs-csi-driver-config has the name of a different volume of the pod: rename it in the patch",
+                        v.name
+                    ));
+                }
+                None => volumes.push(v.clone()),
+            }
+        }
+        sidecars.push(container);
         secrets.push(Secret {
             metadata: ObjectMeta {
                 name: Some(copy_name),
@@ -331,6 +399,7 @@ pub fn decide(
         rewrite_volume(&mut out, &f.volume);
     }
     let spec = out.spec.get_or_insert_with(Default::default);
+    spec.volumes.get_or_insert_with(Vec::new).extend(volumes);
     // Insert in reverse so the first volume's container ends up first.
     for c in sidecars.into_iter().rev() {
         if cfg.native {

@@ -75,14 +75,15 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
 
 async fn inject(State(s): State<Arc<AppState>>, path: MatchedPath, body: Body) -> Response {
     let start = std::time::Instant::now();
+    let serverless = path.as_str() == SERVERLESS_PATH;
     let (response, result) = match read_body(body).await {
-        Ok(body) => admit(&s, body).await,
+        Ok(body) => admit(&s, body, serverless).await,
         Err(why) => {
             tracing::warn!("bad admission request: {why}");
             ((StatusCode::BAD_REQUEST, why).into_response(), BAD_REQUEST)
         }
     };
-    let p = usize::from(path.as_str() == SERVERLESS_PATH);
+    let p = usize::from(serverless);
     crate::metrics::METRICS.admission(p, result, start.elapsed());
     response
 }
@@ -117,8 +118,12 @@ fn result_of(review: &serde_json::Value) -> usize {
     }
 }
 
-async fn admit(s: &AppState, body: Bytes) -> (Response, usize) {
+async fn admit(s: &AppState, body: Bytes, serverless: bool) -> (Response, usize) {
     let cfg = match s.config.read() {
+        Ok(c) if serverless => Arc::new(InjectConfig {
+            serverless,
+            ..(**c).clone()
+        }),
         Ok(c) => c.clone(),
         Err(_) => {
             return (

@@ -14,6 +14,7 @@ fn cfg(native: bool) -> InjectConfig {
         global: GlobalConfig::default(),
         native,
         default_image: "example/mount:1".into(),
+        serverless: false,
     }
 }
 

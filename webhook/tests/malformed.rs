@@ -102,6 +102,7 @@ fn malformed_reviews_never_panic() {
         global: GlobalConfig::default(),
         native,
         default_image: "example/mount:1".into(),
+        serverless: false,
     });
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
     let (mut bad, mut answered) = (0, 0);

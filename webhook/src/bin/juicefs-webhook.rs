@@ -91,6 +91,7 @@ async fn run(a: Args) -> Result<(), String> {
             global,
             native,
             default_image: a.mount_image.clone(),
+            serverless: false,
         })),
         ready: AtomicBool::new(false),
     });

@@ -83,6 +83,7 @@ pub async fn start_with(dir: &Path, pki: &Pki, cluster: FakeCluster) -> Server {
             global: GlobalConfig::default(),
             native: true,
             default_image: "example/mount:1".into(),
+            serverless: false,
         })),
         ready: AtomicBool::new(true),
     });
