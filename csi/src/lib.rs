@@ -4,12 +4,13 @@
 //! back after a crash.
 //!
 //! - [`identity`]: plugin info and a readiness probe.
-//! - [`node`]: publish/unpublish, volume stats.
+//! - [`node`]: publish/unpublish, volume stats; [`claim`]: the PVC behind a volume.
 //! - [`mountpods`]: finding, creating, referencing and retiring Mount Pods.
 //! - [`recovery`]: re-binding targets when a Mount Pod's client returns; finalizers.
 //! - [`mounts`], [`target`]: mount table work and kubelet target paths.
 //! - [`events`]: Kubernetes Events on app pods.
 
+pub mod claim;
 pub mod cleancache;
 pub mod controller;
 pub mod events;

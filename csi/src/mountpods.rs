@@ -105,6 +105,10 @@ pub fn is_gone(p: &Pod) -> bool {
 
 impl MountPods {
     /// Starts the watch cache of this node's Mount Pods.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
     pub fn start(client: kube::Client, cfg: NodeConfig) -> Arc<MountPods> {
         let api: Api<Pod> = Api::namespaced(client.clone(), &cfg.namespace);
         let wc = watcher::Config::default()

@@ -10,7 +10,7 @@ use crate::{events, target};
 use jfs_mountspec::setting::{DEFAULT_IMAGE, Inputs, resolve};
 use jfs_mountspec::{DRIVER_NAME, GlobalConfig};
 use k8s_openapi::api::core::v1::{
-    CSIPersistentVolumeSource, PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec,
+    CSIPersistentVolumeSource, PersistentVolume, PersistentVolumeSpec,
 };
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -162,7 +162,7 @@ impl NodeService {
             .filter(|(k, _)| !k.starts_with("csi.storage.k8s.io/"))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        // The request carries everything the PV would: no API read per publish.
+        // The request carries the PV's attributes and mount options.
         let pv = PersistentVolume {
             metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
                 name: Some(r.volume_id.clone()),
@@ -185,11 +185,20 @@ impl NodeService {
         } else {
             &self.pods.cfg.mount_image
         };
+        let pvc = crate::claim::find_pvc(&self.pods.client(), &r.volume_id)
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!(
+                    "reading the PV and PVC of volume {} for their settings: {e}",
+                    r.volume_id
+                ))
+            })?
+            .unwrap_or_default();
         let setting = resolve(&Inputs {
             secret_id: &format!("nodePublishSecretRef of volume {}", r.volume_id),
             secret_data: &secret_data,
             pv: &pv,
-            pvc: &PersistentVolumeClaim::default(),
+            pvc: &pvc,
             node_labels: &self.node_labels,
             config: &global,
             default_image: image,

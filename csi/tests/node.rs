@@ -494,3 +494,41 @@ async fn the_last_mount_pod_of_a_volume_cleans_its_cache_when_asked() {
     assert!(!raw.exists(), "the volume's cache is gone");
     assert!(cache.exists(), "only the volume's own directory is removed");
 }
+
+/// Mount Pods honour the settings on the PVC as sidecars do: a resource annotation on the
+/// PVC bound to the volume's PV reaches the Mount Pod's container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pvc_annotations_reach_the_mount_pod() {
+    let rig = Rig::start(Duration::from_secs(30)).await;
+    let secrets = rig.volume_secrets("pvcsettings");
+    let pv: k8s_openapi::api::core::v1::PersistentVolume = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "pv-9"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
+                 "claimRef": {"namespace": "app", "name": "data"},
+                 "csi": {"driver": "csi.juicefs.com", "volumeHandle": "pv-9"}}
+    }))
+    .unwrap();
+    let pvc: k8s_openapi::api::core::v1::PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "data", "namespace": "app",
+                     "annotations": {"juicefs/mount-cpu-limit": "3", "juicefs/mount-memory-request": "300Mi"}},
+        "spec": {"volumeName": "pv-9", "accessModes": ["ReadWriteMany"],
+                 "resources": {"requests": {"storage": "1Gi"}}}
+    }))
+    .unwrap();
+    rig.api.put(&pv);
+    rig.api.put(&pvc);
+    let t = rig.target("pod-a", "pv-9");
+    rig.node
+        .clone()
+        .node_publish_volume(rig.publish_request("pv-9", &t, &secrets))
+        .await
+        .unwrap();
+    let pods = rig.mount_pods();
+    let res = pods[0].spec.as_ref().unwrap().containers[0]
+        .resources
+        .clone()
+        .unwrap();
+    assert_eq!(res.limits.unwrap()["cpu"].0, "3");
+    assert_eq!(res.requests.unwrap()["memory"].0, "300Mi");
+    rig.unpublish("pv-9", &t).await.unwrap();
+}
