@@ -62,6 +62,9 @@ pub struct MountPods {
     pub changed: Arc<tokio::sync::Notify>,
     /// Pods whose volume UUID this process has recorded (once each).
     uuids: Mutex<std::collections::HashSet<String>>,
+    /// The app pod (namespace, name) of each target this process published, for Events
+    /// about the client behind it (lost on restart: the target path names only the pod UID).
+    apps: Mutex<HashMap<String, (String, String)>>,
 }
 
 fn rv(p: &Pod) -> u64 {
@@ -109,6 +112,16 @@ impl MountPods {
         self.client.clone()
     }
 
+    pub fn note_app(&self, target: &str, app: (String, String)) {
+        if let Ok(mut a) = self.apps.lock() {
+            a.insert(target.to_string(), app);
+        }
+    }
+
+    pub fn app_of(&self, target: &str) -> Option<(String, String)> {
+        self.apps.lock().ok()?.get(target).cloned()
+    }
+
     pub fn start(client: kube::Client, cfg: NodeConfig) -> Arc<MountPods> {
         let api: Api<Pod> = Api::namespaced(client.clone(), &cfg.namespace);
         let wc = watcher::Config::default()
@@ -137,6 +150,7 @@ impl MountPods {
             locks: Mutex::new(HashMap::new()),
             changed,
             uuids: Mutex::new(Default::default()),
+            apps: Mutex::new(HashMap::new()),
         })
     }
 
@@ -314,6 +328,9 @@ impl MountPods {
     pub async fn release(&self, unique_id: &str, target: &str) -> Result<Option<String>, PodError> {
         let lock = self.lock_for(unique_id);
         let _held = lock.lock().await;
+        if let Ok(mut a) = self.apps.lock() {
+            a.remove(target);
+        }
         let key = target::ref_key(target);
         let holders: Vec<Pod> = self
             .pods()

@@ -220,6 +220,9 @@ impl NodeService {
         std::fs::create_dir_all(&target)
             .map_err(|e| Status::internal(format!("creating {}: {e}", target.display())))?;
         mounts::bind(&source, &target, read_only).map_err(Status::internal)?;
+        if let Some(app) = app_pod(&r.volume_context) {
+            self.pods.note_app(&r.target_path, app);
+        }
         tracing::info!(volume = %r.volume_id, target = %r.target_path, pod = %pod, read_only, "published");
         Ok(())
     }

@@ -59,13 +59,53 @@ pub async fn pass(pods: &MountPods) {
                 let rebound = mounts::unmount_all(&tp).and_then(|_| mounts::bind(&source, &tp, ro));
                 match rebound {
                     Ok(()) => {
-                        tracing::info!(pod = %p.name_any(), target = %t, "re-bound a broken target ({why})")
+                        tracing::info!(pod = %p.name_any(), target = %t, "re-bound a broken target ({why})");
+                        if let Some((ns, name)) = pods.app_of(&t) {
+                            let events = crate::events::Events::new(
+                                pods.client(),
+                                jfs_mountspec::DRIVER_NAME,
+                                &pods.cfg.node_name,
+                            );
+                            events
+                                .warn(&ns, &name, "JuiceFSClientRestarted", &restart_message(&p))
+                                .await;
+                        }
                     }
                     Err(e) => tracing::warn!(pod = %p.name_any(), target = %t, "re-binding: {e}"),
                 }
             }
         }
     }
+}
+
+/// What an app pod's owner needs to know after its volume's client came back.
+fn restart_message(p: &k8s_openapi::api::core::v1::Pod) -> String {
+    let last = p
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .and_then(|c| c.last_state.as_ref())
+        .and_then(|s| s.terminated.as_ref())
+        .map(|t| {
+            format!(
+                " ({}, exit code {})",
+                t.reason.as_deref().unwrap_or("terminated"),
+                t.exit_code
+            )
+        })
+        .unwrap_or_default();
+    let ns = p.namespace().unwrap_or_default();
+    let volume = p
+        .labels()
+        .get(jfs_mountspec::pod::LABEL_VOLUME_ID)
+        .cloned()
+        .unwrap_or_default();
+    format!(
+        "the JuiceFS client of volume {volume} (Mount Pod {ns}/{}) exited{last} and is back; the volume was mounted again in this pod. Files opened before that answer errors: reopen them. Why it exited: kubectl -n {ns} logs {} --previous",
+        p.name_any(),
+        p.name_any()
+    )
 }
 
 /// Drops references whose app pod is no longer on this node and whose target is not

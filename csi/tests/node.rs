@@ -96,6 +96,18 @@ async fn a_killed_client_comes_back_and_targets_work_again() {
     eprintln!("target back {took:?} after kill -9");
     assert!(took < Duration::from_secs(5), "recovery took {took:?}");
     std::fs::write(format!("{t}/after"), b"x").unwrap();
+    // The app pod's owner learns why its open files failed, and where to look.
+    let events: Vec<Event> = rig.api.list();
+    let ev = events
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("JuiceFSClientRestarted"))
+        .expect("an Event on the app pod about the restarted client");
+    assert_eq!(ev.involved_object.name.as_deref(), Some("app"));
+    let msg = ev.message.clone().unwrap_or_default();
+    assert!(
+        msg.contains(&pod) && msg.contains("reopen") && msg.contains("--previous"),
+        "{msg}"
+    );
     rig.unpublish("pv-2", &t).await.unwrap();
 }
 
@@ -501,13 +513,14 @@ async fn the_last_mount_pod_of_a_volume_cleans_its_cache_when_asked() {
 async fn pvc_annotations_reach_the_mount_pod() {
     let rig = Rig::start(Duration::from_secs(30)).await;
     let secrets = rig.volume_secrets("pvcsettings");
-    let pv: k8s_openapi::api::core::v1::PersistentVolume = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "pv-9"},
-        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
-                 "claimRef": {"namespace": "app", "name": "data"},
-                 "csi": {"driver": "csi.juicefs.com", "volumeHandle": "pv-9"}}
-    }))
-    .unwrap();
+    let pv: k8s_openapi::api::core::v1::PersistentVolume =
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "pv-9"},
+            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],
+                     "claimRef": {"namespace": "app", "name": "data"},
+                     "csi": {"driver": "csi.juicefs.com", "volumeHandle": "pv-9"}}
+        }))
+        .unwrap();
     let pvc: k8s_openapi::api::core::v1::PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "data", "namespace": "app",
                      "annotations": {"juicefs/mount-cpu-limit": "3", "juicefs/mount-memory-request": "300Mi"}},
