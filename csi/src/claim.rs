@@ -22,10 +22,7 @@ pub async fn find_pvc(
         .as_ref()
         .is_some_and(|c| c.volume_handle == volume_id);
     let claim = spec.claim_ref.filter(|_| ours);
-    let (Some(ns), Some(name)) = claim
-        .map(|c| (c.namespace, c.name))
-        .unwrap_or_default()
-    else {
+    let (Some(ns), Some(name)) = claim.map(|c| (c.namespace, c.name)).unwrap_or_default() else {
         return Ok(None);
     };
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
