@@ -303,6 +303,7 @@ impl Node for NodeService {
                 "volume_id and volume_path are required",
             ));
         }
+        self.check_target(&r.volume_path)?;
         let path = PathBuf::from(&r.volume_path);
         match mounts::check(&path, STAT_TIMEOUT).await {
             Health::Missing => Err(Status::not_found(format!(

@@ -453,6 +453,23 @@ fn juicefs(args: &[&str]) {
     );
 }
 
+/// `juicefs umount`, retried for a few seconds: run beside this file's other tests (which
+/// spawn processes and mount), it once failed with a transient EBUSY right after the writes.
+fn juicefs_umount(mp: &Path) {
+    let mp = mp.display().to_string();
+    for _ in 0..25 {
+        let out = std::process::Command::new(common::juicefs_bin())
+            .args(["umount", &mp])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    juicefs(&["umount", &mp]);
+}
+
 fn walk_count(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|rd| {
@@ -492,7 +509,7 @@ async fn delete_volume_of_an_unknown_volume_succeeds_and_removes_nothing() {
         std::fs::create_dir_all(mp.join(d)).unwrap();
         std::fs::write(mp.join(d).join("f"), vec![7u8; 300_000]).unwrap();
     }
-    juicefs(&["umount", &mp.display().to_string()]);
+    juicefs_umount(&mp);
     let before = walk_count(&data);
     assert!(before > 0);
 
@@ -521,7 +538,7 @@ async fn delete_volume_of_an_unknown_volume_succeeds_and_removes_nothing() {
         mp.join("pvc-unknown/deep/f").exists(),
         mp.join("pvc-other/f").exists(),
     );
-    juicefs(&["umount", &mp.display().to_string()]);
+    juicefs_umount(&mp);
     assert_eq!(state, (true, true), "both directories kept");
     assert_eq!(walk_count(&data), before, "no object removed");
 }
