@@ -1,8 +1,9 @@
 //! An in-memory Kubernetes API server for tests, over plain HTTP on loopback, that a real
 //! `kube::Client` talks to: create / get / list / replace / patch (merge, strategic treated
 //! as merge, JSON patch) / delete with finalizers and `deletionTimestamp`, list + watch with
-//! label and field selectors and resource versions, `pods/log`, `/version`, and a log of
-//! every request so tests can count API calls. Typed helpers seed and read objects directly.
+//! label and field selectors and resource versions, `pods/log`, a settable `/version`, and a
+//! log of every request so tests can count API calls. Typed helpers seed and read objects
+//! directly.
 
 mod path;
 mod select;
@@ -52,6 +53,8 @@ struct Shared {
     requests: Mutex<Vec<Request>>,
     faults: Mutex<Vec<Fault>>,
     logs: Mutex<HashMap<(String, String), String>>,
+    /// What `/version` answers; `None`: 1.33.
+    version: Mutex<Option<Value>>,
 }
 
 /// The server; clones share it.
@@ -157,6 +160,14 @@ impl FakeApi {
         }
     }
 
+    /// Sets what `GET /version` answers (`major`, `minor`, `gitVersion`, as servers send
+    /// them, e.g. "1", "29+", "v1.29.4-gke.1043"); 1.33 until set.
+    pub fn set_version(&self, major: &str, minor: &str, git_version: &str) {
+        if let Ok(mut v) = self.shared.version.lock() {
+            *v = Some(json!({"major": major, "minor": minor, "gitVersion": git_version}));
+        }
+    }
+
     /// Every change from now on (for runners that act on objects, like a kubelet).
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
         self.shared.store.subscribe()
@@ -239,8 +250,10 @@ async fn serve(
         return status(code, "InternalError", "fault injected by the test");
     }
     if uri.path() == "/version" {
-        return axum::Json(json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0"}))
-            .into_response();
+        let set = s.version.lock().ok().and_then(|v| v.clone());
+        let v =
+            set.unwrap_or_else(|| json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0"}));
+        return axum::Json(v).into_response();
     }
     let Some(p) = ResourcePath::parse(uri.path()) else {
         return status(

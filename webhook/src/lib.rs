@@ -1,5 +1,6 @@
 //! The admission webhook: decides per pod (`inject`), speaks AdmissionReview v1 (`review`)
-//! with a JSON Patch computed from typed objects, and serves it over HTTPS (`server`).
+//! with a JSON Patch computed from typed objects, and serves it over HTTPS (`server`); native
+//! or classic sidecars follow the API server's version (`version`).
 
 pub mod app_exit;
 pub mod cluster;
@@ -8,6 +9,7 @@ pub mod metrics;
 pub mod review;
 pub mod secrets;
 pub mod server;
+pub mod version;
 
 use k8s_openapi::api::core::v1::Pod;
 

@@ -1,7 +1,9 @@
 //! Secret copies through the Kubernetes API, written as rarely as possible: a copy is
 //! created when missing, replaced only when its data or owner differ, and concurrent
 //! admissions of pods that share a PVC wait for one writer instead of racing (no 409 storm
-//! when hundreds of pods of one workload are admitted per second).
+//! when hundreds of pods of one workload are admitted per second). What was written is
+//! trusted for a minute, then checked again with a read, so a copy deleted or edited by hand
+//! comes back on a later admission.
 
 use crate::server::{BoxFut, SecretWriter};
 use k8s_openapi::api::core::v1::Secret;
@@ -9,14 +11,20 @@ use kube::api::{Api, PostParams};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// Per Secret copy: a lock held while writing, over the digest last known in the cluster.
-type Slot = Arc<tokio::sync::Mutex<Option<Vec<u8>>>>;
+/// How long a copy known to be in the cluster is trusted without reading it again.
+pub const TRUST_FOR: Duration = Duration::from_secs(60);
+
+/// Per Secret copy: a lock held while writing, over the digest last known in the cluster and
+/// when it was known.
+type Slot = Arc<tokio::sync::Mutex<Option<(Vec<u8>, Instant)>>>;
 
 pub struct KubeSecretWriter {
     client: kube::Client,
     /// Per Secret: a lock, and the digest of the content last known to be in the cluster.
     known: Mutex<HashMap<(String, String), Slot>>,
+    trust_for: Duration,
 }
 
 /// What makes two copies equal: data, type and owner.
@@ -49,9 +57,15 @@ fn same(a: &Secret, b: &Secret) -> bool {
 
 impl KubeSecretWriter {
     pub fn new(client: kube::Client) -> KubeSecretWriter {
+        KubeSecretWriter::trusting_for(client, TRUST_FOR)
+    }
+
+    /// A writer that reads a copy again once what it knows is older than `trust_for`.
+    pub fn trusting_for(client: kube::Client, trust_for: Duration) -> KubeSecretWriter {
         KubeSecretWriter {
             client,
             known: Mutex::new(HashMap::new()),
+            trust_for,
         }
     }
 
@@ -68,7 +82,10 @@ impl KubeSecretWriter {
         };
         let mut known = slot.lock().await;
         let d = digest(want);
-        if known.as_deref() == Some(&d[..]) {
+        if let Some((k, at)) = known.as_ref()
+            && *k == d
+            && at.elapsed() < self.trust_for
+        {
             return Ok(());
         }
         for _ in 0..5 {
@@ -78,7 +95,7 @@ impl KubeSecretWriter {
                 .map_err(|e| format!("reading {ns}/{name}: {e}"))?
             {
                 Some(cur) if same(&cur, want) => {
-                    *known = Some(d);
+                    *known = Some((d, Instant::now()));
                     return Ok(());
                 }
                 Some(cur) => {
@@ -87,7 +104,7 @@ impl KubeSecretWriter {
                     match api.replace(&name, &PostParams::default(), &next).await {
                         Ok(_) => {
                             crate::metrics::METRICS.secret_writes.inc();
-                            *known = Some(d);
+                            *known = Some((d, Instant::now()));
                             return Ok(());
                         }
                         Err(kube::Error::Api(e)) if e.code == 409 => continue,
@@ -97,7 +114,7 @@ impl KubeSecretWriter {
                 None => match api.create(&PostParams::default(), want).await {
                     Ok(_) => {
                         crate::metrics::METRICS.secret_writes.inc();
-                        *known = Some(d);
+                        *known = Some((d, Instant::now()));
                         return Ok(());
                     }
                     // Another replica created it meanwhile: compare again.

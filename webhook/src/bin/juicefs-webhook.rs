@@ -7,6 +7,7 @@ use jfs_webhook::cluster::KubeView;
 use jfs_webhook::inject::InjectConfig;
 use jfs_webhook::secrets::KubeSecretWriter;
 use jfs_webhook::server::{self, AppState};
+use jfs_webhook::version::{self, VersionCache};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,30 +51,18 @@ fn load_config(path: &PathBuf) -> Result<GlobalConfig, String> {
     }
 }
 
-/// Native sidecars need every kubelet and the API server at 1.29 or later.
-async fn server_supports_native(client: &kube::Client) -> Result<bool, String> {
-    let v = client
-        .apiserver_version()
-        .await
-        .map_err(|e| e.to_string())?;
-    let num = |s: &str| {
-        s.trim_end_matches(|c: char| !c.is_ascii_digit())
-            .parse::<u32>()
-            .unwrap_or(0)
-    };
-    Ok((num(&v.major), num(&v.minor)) >= (1, 29))
-}
-
 async fn run(a: Args) -> Result<(), String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
-    let native_api = server_supports_native(&client)
+    let versions = Arc::new(VersionCache::default());
+    versions
+        .fetch(&client)
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API server: {e}"))?;
     let global = load_config(&a.config)?;
-    let native = global.enable_native_sidecar.unwrap_or(native_api);
+    let native = version::native_sidecars(global.enable_native_sidecar, versions.get());
     tracing::info!(
         native,
         "sidecar placement: {}",
@@ -103,34 +92,28 @@ async fn run(a: Args) -> Result<(), String> {
             tracing::info!("watch caches synced: ready");
         });
     }
+    // The API server's version, read again every 10 minutes.
+    tokio::spawn(version::refresh_loop(
+        state.clone(),
+        versions.clone(),
+        Arc::new(client.clone()),
+        Duration::from_secs(600),
+    ));
     {
-        // Config changes and the API server version, re-read in the background.
-        let (state, path, client) = (state.clone(), a.config.clone(), client.clone());
+        // Config changes, re-read in the background.
+        let (state, path, versions) = (state.clone(), a.config.clone(), versions.clone());
         tokio::spawn(async move {
             let mut last = std::fs::read_to_string(&path).ok();
-            let mut ticks = 0u64;
             loop {
                 tokio::time::sleep(Duration::from_secs(10)).await;
-                ticks += 1;
                 let now = std::fs::read_to_string(&path).ok();
-                let mut native_api = None;
-                if ticks.is_multiple_of(60) {
-                    native_api = server_supports_native(&client).await.ok();
-                }
-                if now == last && native_api.is_none() {
+                if now == last {
                     continue;
                 }
                 match load_config(&path) {
                     Ok(g) => {
-                        if let Ok(mut guard) = state.config.write() {
-                            let c = Arc::make_mut(&mut guard);
-                            let api = native_api.unwrap_or(c.native);
-                            c.native = g.enable_native_sidecar.unwrap_or(api);
-                            c.global = g;
-                        }
-                        if now != last {
-                            tracing::info!("reloaded {}", path.display());
-                        }
+                        version::apply_with(&state, &versions, |c| c.global = g);
+                        tracing::info!("reloaded {}", path.display());
                         last = now;
                     }
                     Err(e) => tracing::error!("keeping the last good configuration: {e}"),

@@ -3,7 +3,7 @@
 
 use super::FakeCluster;
 use jfs_mountspec::GlobalConfig;
-use jfs_webhook::inject::InjectConfig;
+use jfs_webhook::inject::{ClusterView, InjectConfig};
 use jfs_webhook::server::{self, AppState, BoxFut, SecretWriter};
 use k8s_openapi::api::core::v1::Secret;
 use std::path::Path;
@@ -12,10 +12,21 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Records every `ensure`, then passes it to `inner` (a real writer) if there is one.
 #[derive(Default)]
 pub struct Recorder {
     pub writes: AtomicUsize,
     pub names: Mutex<Vec<String>>,
+    pub inner: Option<Arc<dyn SecretWriter>>,
+}
+
+impl Recorder {
+    pub fn wrapping(inner: Arc<dyn SecretWriter>) -> Recorder {
+        Recorder {
+            inner: Some(inner),
+            ..Recorder::default()
+        }
+    }
 }
 
 impl SecretWriter for Recorder {
@@ -26,7 +37,10 @@ impl SecretWriter for Recorder {
                 .lock()
                 .unwrap()
                 .push(s.metadata.name.clone().unwrap_or_default());
-            Ok(())
+            match &self.inner {
+                Some(w) => w.ensure(s).await,
+                None => Ok(()),
+            }
         })
     }
 }
@@ -74,10 +88,21 @@ pub async fn start(dir: &Path, pki: &Pki) -> Server {
 }
 
 pub async fn start_with(dir: &Path, pki: &Pki, cluster: FakeCluster) -> Server {
+    start_parts(dir, pki, Arc::new(cluster), Recorder::default()).await
+}
+
+/// The server over any view of the cluster (e.g. the watch caches of a `KubeView`) and any
+/// writer (e.g. a `Recorder` wrapping a real `KubeSecretWriter`).
+pub async fn start_parts(
+    dir: &Path,
+    pki: &Pki,
+    view: Arc<dyn ClusterView + Send + Sync>,
+    writer: Recorder,
+) -> Server {
     pki.issue(dir);
-    let writer = Arc::new(Recorder::default());
+    let writer = Arc::new(writer);
     let state = Arc::new(AppState {
-        view: Arc::new(cluster),
+        view,
         writer: writer.clone(),
         config: RwLock::new(Arc::new(InjectConfig {
             global: GlobalConfig::default(),
