@@ -272,3 +272,61 @@ fn classic_sidecar_exits_after_the_app_of_a_job() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
 }
+
+/// A classic sidecar's `preStop` (pod termination of a long-running pod): the hook keeps
+/// the client serving while the app still has a file open, returns once it is closed, and
+/// the SIGTERM that follows unmounts with everything stored.
+#[test]
+fn classic_pre_stop_waits_for_the_app_then_the_client_stops_cleanly() {
+    let r = rig(Placement::ClassicSidecar, false);
+    let lifecycle = r.container.lifecycle.clone().unwrap();
+    let post_start = lifecycle.post_start.unwrap().exec.unwrap().command.unwrap();
+    let pre_stop = lifecycle.pre_stop.unwrap().exec.unwrap().command.unwrap();
+    assert!(pre_stop.iter().any(|a| a == "drain"), "{pre_stop:?}");
+    let mut child = run_container(&r.container, &r.copy, &r.bin_dir);
+    assert!(run_hook(&post_start, &r.bin_dir));
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 239) as u8).collect();
+    let mut f = std::fs::File::create(r.empty_dir.join("log")).unwrap();
+    std::io::Write::write_all(&mut f, &data).unwrap();
+
+    // The kubelet runs preStop; the app is still writing.
+    let mut cmd = pre_stop.clone();
+    cmd[0] = r.bin_dir.join("juicefs").display().to_string();
+    let mut hook = Command::new(&cmd[0]).args(&cmd[1..]).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        hook.try_wait().unwrap().is_none(),
+        "preStop returned while the app still had a file open"
+    );
+    std::io::Write::write_all(&mut f, b"last line\n").unwrap();
+    drop(f);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = hook.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "preStop did not return after the close"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.success(), "preStop: {status}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the client must still run after preStop"
+    );
+    // Then the kubelet's SIGTERM.
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+
+    let mut child = run_container(&r.container, &r.copy, &r.bin_dir);
+    assert!(run_hook(&post_start, &r.bin_dir));
+    let mut want = data.clone();
+    want.extend_from_slice(b"last line\n");
+    assert_eq!(std::fs::read(r.empty_dir.join("log")).unwrap(), want);
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+}
