@@ -545,3 +545,48 @@ async fn pvc_annotations_reach_the_mount_pod() {
     assert_eq!(res.requests.unwrap()["memory"].0, "300Mi");
     rig.unpublish("pv-9", &t).await.unwrap();
 }
+
+/// A target whose client does not answer reports an abnormal volume condition (kubelet
+/// shows it on the pod) instead of hanging or failing the call; it reads as healthy again
+/// once the client answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_client_reports_an_abnormal_volume_condition() {
+    let rig = Rig::start(Duration::from_secs(30)).await;
+    let secrets = rig.volume_secrets("hung");
+    let t = rig.target("pod-a", "pv-10");
+    rig.publish("pv-10", &t, &secrets).await.unwrap();
+    let pod = rig.mount_pods().remove(0).name_any();
+    let pid = rig.client_pid(&pod).unwrap() as i32;
+    let stats = |node: &mut jfs_csi::proto::node_client::NodeClient<tonic::transport::Channel>| {
+        let req = NodeGetVolumeStatsRequest {
+            volume_id: "pv-10".into(),
+            volume_path: t.clone(),
+            ..Default::default()
+        };
+        let mut node = node.clone();
+        async move { node.node_get_volume_stats(req).await.unwrap().into_inner() }
+    };
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let hung = stats(&mut rig.node.clone()).await;
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let cond = hung.volume_condition.expect("a volume condition");
+    assert!(cond.abnormal, "{cond:?}");
+    assert!(
+        cond.message.contains("broken") && cond.message.contains(&t),
+        "{}",
+        cond.message
+    );
+    assert!(hung.usage.is_empty());
+    let healthy = stats(&mut rig.node.clone()).await;
+    assert!(
+        !healthy
+            .volume_condition
+            .as_ref()
+            .is_some_and(|c| c.abnormal)
+            && healthy.usage.len() == 2,
+        "{healthy:?}"
+    );
+    rig.unpublish("pv-10", &t).await.unwrap();
+}
