@@ -9,9 +9,9 @@ use crate::config::CacheDir;
 use crate::container::Placement;
 use crate::setting::MountSetting;
 use k8s_openapi::api::core::v1::{
-    EmptyDirVolumeSource, EphemeralVolumeSource, HostPathVolumeSource, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimTemplate, PersistentVolumeClaimVolumeSource, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Container, EmptyDirVolumeSource, EphemeralVolumeSource, HostPathVolumeSource,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimTemplate, PersistentVolumeClaimVolumeSource,
+    Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -54,7 +54,7 @@ fn empty_dir(d: Option<&CacheDir>) -> Volume {
     }
 }
 
-fn host_path(path: &str) -> Volume {
+pub(crate) fn host_path(path: &str) -> Volume {
     Volume {
         host_path: Some(HostPathVolumeSource {
             path: path.into(),
@@ -99,18 +99,19 @@ fn from_patch(d: &CacheDir, serverless: bool) -> Volume {
     }
 }
 
-/// The cache volumes of a mount container (named `<prefix>cachedir-<i>`) and their mounts.
-pub fn cache_volumes(
+/// Mounts the cache directories into `container` and returns the pod volumes behind them
+/// (named `<prefix>cachedir-<i>`).
+pub fn attach_cache(
     s: &MountSetting,
     placement: Placement,
     serverless: bool,
     prefix: &str,
-) -> (Vec<Volume>, Vec<VolumeMount>) {
-    let paths = cache_dirs(s);
+    container: &mut Container,
+) -> Vec<Volume> {
     let patch = s.patch.cache_dirs.as_deref().unwrap_or_default();
+    let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
     let mut volumes = Vec::new();
-    let mut mounts = Vec::new();
-    for (i, path) in paths.iter().enumerate() {
+    for (i, path) in cache_dirs(s).iter().enumerate() {
         let name = format!("{prefix}cachedir-{i}");
         let mut v = match (patch.get(i), placement) {
             (Some(d), _) => from_patch(d, serverless),
@@ -125,5 +126,5 @@ pub fn cache_volumes(
             ..Default::default()
         });
     }
-    (volumes, mounts)
+    volumes
 }

@@ -3,9 +3,10 @@
 //! keep finding it (`app.kubernetes.io/name=juicefs-mount`, `volume-id`, `juicefs-hash`,
 //! finalizer `juicefs.com/finalizer`).
 
+use crate::cache::{attach_cache, host_path};
 use crate::container::{ContainerParams, Placement, mount_container};
 use crate::setting::MountSetting;
-use k8s_openapi::api::core::v1::{HostPathVolumeSource, Pod, PodSpec, Volume};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, Volume};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 
@@ -15,7 +16,6 @@ pub const LABEL_VOLUME_ID: &str = "volume-id";
 pub const LABEL_HASH: &str = "juicefs-hash";
 pub const FINALIZER: &str = "juicefs.com/finalizer";
 pub const DEFAULT_MOUNT_DIR: &str = "/var/lib/juicefs/volume";
-pub use crate::cache::{DEFAULT_CACHE_DIR, cache_dirs};
 pub const ANNOTATION_CLEAN_CACHE: &str = "juicefs-clean-cache";
 /// The volume's UUID, recorded by the node once the client is up (cache cleaning needs it).
 pub const ANNOTATION_UUID: &str = "juicefs-uuid";
@@ -42,7 +42,7 @@ pub fn pod_name(node: &str, unique_id: &str, suffix: &str) -> String {
 pub fn mount_pod(s: &MountSetting, p: &MountPodParams) -> Pod {
     let unique_id = s.volume_handle.clone();
     let mount_path = format!("/jfs/{unique_id}-{}", p.suffix);
-    let container = mount_container(
+    let mut container = mount_container(
         s,
         &ContainerParams {
             name: "jfs-mount".into(),
@@ -70,19 +70,15 @@ pub fn mount_pod(s: &MountSetting, p: &MountPodParams) -> Pod {
     }
     let mut volumes = vec![Volume {
         name: "jfs-dir".into(),
-        host_path: Some(HostPathVolumeSource {
-            path: p.host_mount_dir.clone(),
-            type_: Some("DirectoryOrCreate".into()),
-        }),
-        ..Default::default()
+        ..host_path(&p.host_mount_dir)
     }];
-    let mut container = container;
-    let (cache, cache_mounts) = crate::cache::cache_volumes(s, Placement::MountPod, false, "");
-    volumes.extend(cache);
-    container
-        .volume_mounts
-        .get_or_insert_with(Vec::new)
-        .extend(cache_mounts);
+    volumes.extend(attach_cache(
+        s,
+        Placement::MountPod,
+        false,
+        "",
+        &mut container,
+    ));
     volumes.extend(s.patch.volumes.clone().unwrap_or_default());
     Pod {
         metadata: ObjectMeta {

@@ -362,26 +362,28 @@ fn the_secret_copy_holds_what_the_env_reads() {
     assert_eq!(copy["envs.TZ"], b"Asia/Shanghai");
 }
 
+/// A Mount Pod on node-1 in kube-system, reading its credentials from `secret_name`.
+fn pod_params(secret_name: &str) -> jfs_mountspec::pod::MountPodParams {
+    jfs_mountspec::pod::MountPodParams {
+        node_name: "node-1".into(),
+        namespace: "kube-system".into(),
+        suffix: "abcdef".into(),
+        host_mount_dir: "/var/lib/juicefs/volume".into(),
+        secret_name: secret_name.into(),
+        priority_class: None,
+    }
+}
+
 #[test]
 fn mount_pods_keep_the_go_driver_contract() {
-    use jfs_mountspec::pod::{MountPodParams, mount_pod};
+    use jfs_mountspec::pod::mount_pod;
     let cfg = GlobalConfig::parse(
         "mountPodPatch:\n  - terminationGracePeriodSeconds: 45\n    hostNetwork: true\n    labels: {team: storage}\n",
     )
     .unwrap();
     let attrs = json!({"juicefs/mount-delete-delay": "5m", "juicefs/clean-cache": "true"});
     let s = setting_with(&secret(), &pv(attrs, json!({})), &pvc(json!({})), &cfg).unwrap();
-    let p = mount_pod(
-        &s,
-        &MountPodParams {
-            node_name: "node-1".into(),
-            namespace: "kube-system".into(),
-            suffix: "abcdef".into(),
-            host_mount_dir: "/var/lib/juicefs/volume".into(),
-            secret_name: "juicefs-pv-data-secret".into(),
-            priority_class: None,
-        },
-    );
+    let p = mount_pod(&s, &pod_params("juicefs-pv-data-secret"));
     let m = &p.metadata;
     assert_eq!(m.name.as_deref(), Some("juicefs-node-1-pv-data-abcdef"));
     let labels = m.labels.as_ref().unwrap();
@@ -445,20 +447,10 @@ fn mount_pods_keep_the_go_driver_contract() {
     let attrs = json!({"mountOptions": "cache-dir=/mnt/ssd1:memory:/mnt/ssd2"});
     let s = setting_with(&secret(), &pv(attrs, json!({})), &pvc(json!({})), &cfg).unwrap();
     assert_eq!(
-        jfs_mountspec::pod::cache_dirs(&s),
+        jfs_mountspec::cache::cache_dirs(&s),
         vec!["/mnt/ssd1".to_string(), "/mnt/ssd2".to_string()]
     );
-    let p = mount_pod(
-        &s,
-        &MountPodParams {
-            node_name: "node-1".into(),
-            namespace: "kube-system".into(),
-            suffix: "abcdef".into(),
-            host_mount_dir: "/var/lib/juicefs/volume".into(),
-            secret_name: "x".into(),
-            priority_class: None,
-        },
-    );
+    let p = mount_pod(&s, &pod_params("x"));
     let paths: Vec<String> = p
         .spec
         .unwrap()
@@ -492,8 +484,8 @@ fn go_durations_parse_like_time_parse_duration() {
 /// the pod (`emptyDir`), never on the host.
 #[test]
 fn pod_level_patch_fields_and_cache_dirs_reach_the_mount_pod() {
-    use jfs_mountspec::cache::cache_volumes;
-    use jfs_mountspec::pod::{MountPodParams, mount_pod};
+    use jfs_mountspec::cache::attach_cache;
+    use jfs_mountspec::pod::mount_pod;
     let cfg = GlobalConfig::parse(
         r#"
 mountPodPatch:
@@ -517,17 +509,7 @@ mountPodPatch:
             .as_deref(),
         Some("/mnt/nvme:/var/jfsCache-1:/var/jfsCache-2:/var/jfsCache-3")
     );
-    let p = mount_pod(
-        &s,
-        &MountPodParams {
-            node_name: "node-1".into(),
-            namespace: "kube-system".into(),
-            suffix: "abcdef".into(),
-            host_mount_dir: "/var/lib/juicefs/volume".into(),
-            secret_name: "x".into(),
-            priority_class: None,
-        },
-    );
+    let p = mount_pod(&s, &pod_params("x"));
     let spec = p.spec.unwrap();
     assert_eq!(spec.dns_policy.as_deref(), Some("ClusterFirstWithHostNet"));
     assert_eq!(
@@ -565,18 +547,27 @@ mountPodPatch:
     );
 
     // A sidecar on the serverless path: the host path becomes an emptyDir.
-    let (vols, _) = cache_volumes(&s, Placement::NativeSidecar, true, "jfs-mount-");
+    let mut c = k8s_openapi::api::core::v1::Container::default();
+    let vols = attach_cache(&s, Placement::NativeSidecar, true, "jfs-mount-", &mut c);
     assert!(vols[0].host_path.is_none() && vols[0].empty_dir.is_some());
-    let (vols, _) = cache_volumes(&s, Placement::NativeSidecar, false, "jfs-mount-");
+    let vols = attach_cache(&s, Placement::NativeSidecar, false, "jfs-mount-", &mut c);
     assert!(vols[0].host_path.is_some());
     // Without a patch: the node for a Mount Pod, the pod for a sidecar.
     let plain = base();
-    let (vols, mounts) = cache_volumes(&plain, Placement::ClassicSidecar, false, "jfs-mount-");
+    let mut c = k8s_openapi::api::core::v1::Container::default();
+    let vols = attach_cache(
+        &plain,
+        Placement::ClassicSidecar,
+        false,
+        "jfs-mount-",
+        &mut c,
+    );
+    let mounts = c.volume_mounts.clone().unwrap();
     assert_eq!(
         (vols[0].empty_dir.is_some(), mounts[0].mount_path.as_str()),
         (true, "/var/jfsCache")
     );
-    let (vols, _) = cache_volumes(&plain, Placement::MountPod, false, "");
+    let vols = attach_cache(&plain, Placement::MountPod, false, "", &mut c);
     assert!(vols[0].host_path.is_some());
 }
 

@@ -11,7 +11,7 @@
 //! mounts with `Bidirectional` propagation (privileged) and every app and init container
 //! that uses it sees with `HostToContainer`; `subPath` and `readOnly` stay as they were.
 
-use jfs_mountspec::cache::cache_volumes;
+use jfs_mountspec::cache::attach_cache;
 use jfs_mountspec::container::{
     ContainerParams, LABEL_EXIT_ON_APP_EXIT, PODINFO_VOLUME, Placement, mount_container,
     secret_copy_data,
@@ -52,9 +52,6 @@ pub struct InjectConfig {
     /// Native sidecars (API server >= 1.29, or forced by `enableNativeSidecar`).
     pub native: bool,
     pub default_image: String,
-    /// The serverless path: nothing from the host, so `HostPath` cache patches become
-    /// `emptyDir`.
-    pub serverless: bool,
 }
 
 /// A classic sidecar's `preStop` waits for the app's files to close inside the pod's grace
@@ -182,11 +179,14 @@ fn unique_name(pod: &Pod, base: &str) -> String {
         .unwrap_or_default()
 }
 
+/// `serverless`: the request came on the serverless path, where nothing may come from the
+/// host, so `HostPath` cache patches become `emptyDir`.
 pub fn decide(
     pod: &Pod,
     request_namespace: &str,
     view: &dyn ClusterView,
     cfg: &InjectConfig,
+    serverless: bool,
 ) -> Decision {
     let labels = pod.metadata.labels.as_ref();
     if is_true(labels, LABEL_DONE) {
@@ -341,17 +341,14 @@ pub fn decide(
             exit_on_app_exit,
         };
         let mut container = mount_container(&setting, &params);
-        let (cache, cache_mounts) = cache_volumes(
+        let prefix = format!("{}-", params.name);
+        volumes.extend(attach_cache(
             &setting,
             params.placement,
-            cfg.serverless,
-            &format!("{}-", params.name),
-        );
-        container
-            .volume_mounts
-            .get_or_insert_with(Vec::new)
-            .extend(cache_mounts);
-        volumes.extend(cache);
+            serverless,
+            &prefix,
+            &mut container,
+        ));
         // The patch's volumeMounts are on the container: their volumes join the pod.
         for v in setting.patch.volumes.iter().flatten() {
             let existing = out

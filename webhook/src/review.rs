@@ -162,6 +162,7 @@ fn decide_pod(
     dry_run: bool,
     view: &dyn ClusterView,
     cfg: &InjectConfig,
+    serverless: bool,
 ) -> Result<Outcome, BadRequest> {
     let done = |response| Outcome {
         response,
@@ -169,7 +170,7 @@ fn decide_pod(
         dry_run,
         uid: uid.clone(),
     };
-    match decide(pod, namespace, view, cfg) {
+    match decide(pod, namespace, view, cfg, serverless) {
         Decision::Skip(why) => Ok(done(allow(&uid, &format!("skip mutating the pod: {why}")))),
         Decision::Deny(why) => Ok(done(deny(&uid, 403, &format!("JuiceFS: {why}")))),
         Decision::Mutate {
@@ -196,11 +197,13 @@ fn decide_pod(
     }
 }
 
-/// Decodes, lets the view fetch what it needs (Secrets), then decides.
+/// Decodes, lets the view fetch what it needs (Secrets), then decides (`serverless`: the
+/// request came on the serverless path).
 pub async fn handle_async(
     body: &[u8],
     view: &(dyn ClusterView + Sync),
     cfg: &InjectConfig,
+    serverless: bool,
 ) -> Result<Outcome, BadRequest> {
     match parse(body)? {
         Parsed::Answer(o) => Ok(o),
@@ -211,7 +214,7 @@ pub async fn handle_async(
             dry_run,
         } => {
             view.prepare(&pod, &namespace).await;
-            decide_pod(uid, &namespace, &pod, dry_run, view, cfg)
+            decide_pod(uid, &namespace, &pod, dry_run, view, cfg, serverless)
         }
     }
 }
@@ -221,6 +224,7 @@ pub fn handle(
     body: &[u8],
     view: &(dyn ClusterView + Sync),
     cfg: &InjectConfig,
+    serverless: bool,
 ) -> Result<Outcome, BadRequest> {
-    futures::executor::block_on(handle_async(body, view, cfg))
+    futures::executor::block_on(handle_async(body, view, cfg, serverless))
 }

@@ -120,10 +120,6 @@ fn result_of(review: &serde_json::Value) -> usize {
 
 async fn admit(s: &AppState, body: Bytes, serverless: bool) -> (Response, usize) {
     let cfg = match s.config.read() {
-        Ok(c) if serverless => Arc::new(InjectConfig {
-            serverless,
-            ..(**c).clone()
-        }),
         Ok(c) => c.clone(),
         Err(_) => {
             return (
@@ -136,7 +132,7 @@ async fn admit(s: &AppState, body: Bytes, serverless: bool) -> (Response, usize)
             );
         }
     };
-    let outcome = match review::handle_async(&body, &*s.view, &cfg).await {
+    let outcome = match review::handle_async(&body, &*s.view, &cfg, serverless).await {
         Ok(o) => o,
         Err(BadRequest(why)) => {
             tracing::warn!("bad admission request: {why}");

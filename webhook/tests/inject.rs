@@ -14,7 +14,6 @@ fn cfg(native: bool) -> InjectConfig {
         global: GlobalConfig::default(),
         native,
         default_image: "example/mount:1".into(),
-        serverless: false,
     }
 }
 
@@ -40,7 +39,7 @@ fn app_pod() -> Pod {
 }
 
 fn mutate(p: &Pod, c: &FakeCluster, conf: &InjectConfig) -> (Pod, Vec<Secret>) {
-    match decide(p, "app", c, conf) {
+    match decide(p, "app", c, conf, false) {
         Decision::Mutate { pod, secrets } => (*pod, secrets),
         other => panic!("expected a mutation, got {other:?}"),
     }
@@ -196,7 +195,7 @@ fn skips() {
         .unwrap()
         .insert(LABEL_DONE.into(), "true".into());
     assert!(
-        matches!(decide(&p, "app", &c, &cfg(true)), Decision::Skip(r) if r.contains("already done"))
+        matches!(decide(&p, "app", &c, &cfg(true), false), Decision::Skip(r) if r.contains("already done"))
     );
     let mut p = app_pod();
     p.metadata
@@ -205,7 +204,7 @@ fn skips() {
         .unwrap()
         .insert("disable.sidecar.juicefs.com/inject".into(), "true".into());
     assert!(
-        matches!(decide(&p, "app", &c, &cfg(true)), Decision::Skip(r) if r.contains("disabled"))
+        matches!(decide(&p, "app", &c, &cfg(true), false), Decision::Skip(r) if r.contains("disabled"))
     );
     let p = pod(
         json!([{"name": "ebs", "persistentVolumeClaim": {"claimName": "ebs"}}]),
@@ -213,12 +212,12 @@ fn skips() {
         json!([]),
     );
     assert!(
-        matches!(decide(&p, "app", &c, &cfg(true)), Decision::Skip(r) if r.contains("no JuiceFS volume"))
+        matches!(decide(&p, "app", &c, &cfg(true), false), Decision::Skip(r) if r.contains("no JuiceFS volume"))
     );
 }
 
 fn deny(c: &FakeCluster, p: &Pod) -> String {
-    match decide(p, "app", c, &cfg(true)) {
+    match decide(p, "app", c, &cfg(true), false) {
         Decision::Deny(m) => m,
         other => panic!("expected a denial, got {other:?}"),
     }
@@ -272,7 +271,7 @@ fn a_sidecar_stripped_by_another_webhook_is_reported() {
     let (mut m, _) = mutate(&app_pod(), &c, &cfg(true));
     // Reinvocation with the pod as an old webhook left it.
     assert!(matches!(
-        decide(&m, "app", &c, &cfg(true)),
+        decide(&m, "app", &c, &cfg(true), false),
         Decision::Skip(_)
     ));
     m.spec.as_mut().unwrap().init_containers.as_mut().unwrap()[0].restart_policy = None;

@@ -102,7 +102,6 @@ fn malformed_reviews_never_panic() {
         global: GlobalConfig::default(),
         native,
         default_image: "example/mount:1".into(),
-        serverless: false,
     });
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
     let (mut bad, mut answered) = (0, 0);
@@ -121,7 +120,7 @@ fn malformed_reviews_never_panic() {
             _ => {}
         }
         let cfg = &cfgs[round % 2];
-        match review::handle(&body, &cluster, cfg) {
+        match review::handle(&body, &cluster, cfg, false) {
             Err(e) => {
                 assert!(!e.0.is_empty());
                 bad += 1;

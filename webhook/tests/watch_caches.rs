@@ -120,10 +120,9 @@ async fn admissions_are_served_from_watch_caches() {
         global: GlobalConfig::default(),
         native: true,
         default_image: "example/mount:1".into(),
-        serverless: false,
     };
     for _ in 0..20 {
-        let out = review::handle_async(&admission(), &view, &cfg)
+        let out = review::handle_async(&admission(), &view, &cfg, false)
             .await
             .unwrap();
         assert!(

@@ -80,7 +80,6 @@ async fn run(a: Args) -> Result<(), String> {
             global,
             native,
             default_image: a.mount_image.clone(),
-            serverless: false,
         })),
         ready: AtomicBool::new(false),
     });

@@ -108,7 +108,6 @@ pub async fn start_parts(
             global: GlobalConfig::default(),
             native: true,
             default_image: "example/mount:1".into(),
-            serverless: false,
         })),
         ready: AtomicBool::new(true),
     });
