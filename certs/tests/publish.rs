@@ -177,14 +177,7 @@ async fn the_binary_writes_the_serving_files() {
     api.put(&webhook_config("juicefs-admission-webhook"));
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"{}\"}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: c, context: {{cluster: fake, user: u}}}}]\ncurrent-context: c\n",
-            api.url()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
     let out_dir = dir.path().join("certs");
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_juicefs-certs"))
         .args(["--namespace", "jfs", "--write-dir"])

@@ -3,20 +3,14 @@
 //! does not offer answered Unimplemented.
 
 mod common;
-use common::{channel, mount_capability};
-use jfs_csi::controller::ControllerService;
-use jfs_csi::identity::IdentityService;
+use common::{FileVolume, juicefs, mount_capability, serve_controller, walk_count};
 use jfs_csi::proto::controller_client::ControllerClient;
-use jfs_csi::proto::controller_server::ControllerServer;
 use jfs_csi::proto::identity_client::IdentityClient;
-use jfs_csi::proto::identity_server::IdentityServer;
 use jfs_csi::proto::volume_capability::access_mode::Mode;
 use jfs_csi::proto::*;
 use jfs_fakekube::FakeApi;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -36,21 +30,7 @@ async fn start() -> (
         }))
         .unwrap(),
     );
-    let sock = tmp.path().join("csi.sock");
-    let incoming = jfs_csi::server::bind(&sock).unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(IdentityServer::new(IdentityService {
-                name: "csi.juicefs.com".into(),
-                controller: true,
-                ready: Arc::new(AtomicBool::new(true)),
-            }))
-            .add_service(ControllerServer::new(ControllerService {
-                client: Some(api.client()),
-            }))
-            .serve_with_incoming(incoming),
-    );
-    let ch = channel(sock).await;
+    let ch = serve_controller(tmp.path(), &api).await;
     (
         tmp,
         api,
@@ -237,18 +217,6 @@ async fn refuses_what_it_cannot_do_with_the_reason() {
     assert_eq!(e.code(), Code::InvalidArgument);
 }
 
-fn juicefs(args: &[&str]) {
-    let out = std::process::Command::new(common::juicefs_bin())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "juicefs {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn pv(name: &str, sub_path: &str, policy: &str) -> k8s_openapi::api::core::v1::PersistentVolume {
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": name},
@@ -267,32 +235,15 @@ fn pv(name: &str, sub_path: &str, policy: &str) -> k8s_openapi::api::core::v1::P
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_volume_removes_only_what_it_owns() {
     let (tmp, api, mut c, _) = start().await;
-    let meta = format!("sqlite3://{}/meta.db", tmp.path().display());
-    let data = tmp.path().join("data");
-    juicefs(&[
-        "format",
-        "--storage",
-        "file",
-        "--bucket",
-        &data.display().to_string(),
-        &meta,
-        "delvol",
-    ]);
-    let mp = tmp.path().join("mnt");
-    std::fs::create_dir_all(&mp).unwrap();
-    juicefs(&["mount", "-d", &meta, &mp.display().to_string()]);
-    for d in [
+    let dirs = [
         "pvc-gone/deep/er",
         "shared",
         "kept",
         "other",
         "team/web",
         "ghost",
-    ] {
-        std::fs::create_dir_all(mp.join(d)).unwrap();
-        std::fs::write(mp.join(d).join("f"), vec![7u8; 300_000]).unwrap();
-    }
-    juicefs(&["umount", &mp.display().to_string()]);
+    ];
+    let FileVolume { meta, data, mp } = FileVolume::with_dirs(tmp.path(), "delvol", &dirs);
     let objects = || walk_count(&data);
     let before = objects();
     api.put(&pv("pvc-gone", "pvc-gone", "Delete"));
@@ -346,20 +297,4 @@ async fn delete_volume_removes_only_what_it_owns() {
         before,
         objects()
     );
-}
-
-fn walk_count(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| {
-                    if e.path().is_dir() {
-                        walk_count(&e.path())
-                    } else {
-                        1
-                    }
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }

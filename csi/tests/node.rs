@@ -2,20 +2,12 @@
 //! on real FUSE mounts and real bind mounts into a temporary kubelet directory.
 
 mod common;
-use common::{NS, Rig, mount_capability};
+use common::{NS, Rig, eventually, mount_capability};
 use jfs_csi::proto::*;
 use jfs_csi::target::{ref_key, refs};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::ResourceExt;
 use std::time::{Duration, Instant};
-
-async fn eventually<F: FnMut() -> bool>(what: &str, secs: u64, mut f: F) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_targets_share_one_client_and_the_last_unpublish_retires_it() {
@@ -57,11 +49,11 @@ async fn two_targets_share_one_client_and_the_last_unpublish_retires_it() {
 
     rig.unpublish("pv-1", &t2).await.unwrap();
     let name = pod.name_any();
-    eventually("the Mount Pod is gone", 20, || {
+    eventually("the Mount Pod is gone", 20, async || {
         rig.api.get::<Pod>(Some(NS), &name).is_none()
     })
     .await;
-    eventually("the client exited", 20, || rig.running_clients() == 0).await;
+    eventually("the client exited", 20, async || rig.running_clients() == 0).await;
     let host = rig
         .mount_dir
         .join(format!("pv-1-{}", name.rsplit('-').next().unwrap()));
@@ -84,7 +76,7 @@ async fn a_killed_client_comes_back_and_targets_work_again() {
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let killed = Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    eventually("the target serves again", 15, || {
+    eventually("the target serves again", 15, async || {
         std::fs::read(format!("{t}/kept")).is_ok_and(|b| b == b"closed before the crash")
     })
     .await;
@@ -156,7 +148,7 @@ async fn a_hundred_concurrent_publishes_make_one_pod_and_a_hundred_references() 
         t.await.unwrap().unwrap();
     }
     let name = pods[0].name_any();
-    eventually("the Mount Pod is gone", 20, || {
+    eventually("the Mount Pod is gone", 20, async || {
         rig.api.get::<Pod>(Some(NS), &name).is_none()
     })
     .await;
@@ -207,7 +199,7 @@ async fn a_changed_setting_gets_a_new_pod_and_delayed_deletion_waits() {
         .expect("kept during the delay");
     assert!(pod.annotations().contains_key("juicefs-delete-at"));
     assert!(pod.metadata.deletion_timestamp.is_none());
-    eventually("deleted after the delay", 15, || {
+    eventually("deleted after the delay", 15, async || {
         rig.api.get::<Pod>(Some(NS), &holder).is_none()
     })
     .await;
@@ -428,11 +420,11 @@ async fn a_mount_pod_deleted_while_in_use_is_replaced_and_targets_rebound() {
     let old_pid = rig.client_pid(&old).unwrap();
     let api: kube::Api<Pod> = kube::Api::namespaced(rig.api.client(), NS);
     api.delete(&old, &Default::default()).await.unwrap();
-    eventually("the old pod is gone", 20, || {
+    eventually("the old pod is gone", 20, async || {
         rig.api.get::<Pod>(Some(NS), &old).is_none()
     })
     .await;
-    eventually("a replacement holds the reference", 20, || {
+    eventually("a replacement holds the reference", 20, async || {
         rig.mount_pods().iter().any(|p| {
             p.name_any() != old && refs(p.metadata.annotations.as_ref()) == vec![t.clone()]
         })
@@ -440,7 +432,7 @@ async fn a_mount_pod_deleted_while_in_use_is_replaced_and_targets_rebound() {
     .await;
     // The old client is gone (SIGTERM, then SIGKILL as the kubelet does), so the target
     // must now be served by the replacement's client.
-    eventually("the old client exited", 20, || {
+    eventually("the old client exited", 20, async || {
         rig.procs
             .lock()
             .unwrap()
@@ -448,7 +440,7 @@ async fn a_mount_pod_deleted_while_in_use_is_replaced_and_targets_rebound() {
             .is_some_and(|p| matches!(p.child.try_wait(), Ok(Some(_))))
     })
     .await;
-    eventually("the target serves again", 20, || {
+    eventually("the target serves again", 20, async || {
         std::fs::read(format!("{t}/before")).is_ok_and(|b| b == b"kept")
     })
     .await;
@@ -457,7 +449,10 @@ async fn a_mount_pod_deleted_while_in_use_is_replaced_and_targets_rebound() {
     std::fs::write(format!("{t}/after"), b"new client").unwrap();
     assert_eq!(rig.mount_pods().len(), 1);
     rig.unpublish("pv-8", &t).await.unwrap();
-    eventually("no Mount Pod left", 20, || rig.mount_pods().is_empty()).await;
+    eventually("no Mount Pod left", 20, async || {
+        rig.mount_pods().is_empty()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -483,13 +478,13 @@ async fn the_last_mount_pod_of_a_volume_cleans_its_cache_when_asked() {
         .cloned()
         .expect("the node recorded the volume UUID");
     let raw = cache.join(&uuid).join("raw");
-    eventually("blocks in the node's cache", 10, || {
+    eventually("blocks in the node's cache", 10, async || {
         std::fs::read_dir(raw.join("chunks")).is_ok()
     })
     .await;
 
     rig.unpublish("pv-9", &t).await.unwrap();
-    eventually("the cache-clean Job ran", 20, || {
+    eventually("the cache-clean Job ran", 20, async || {
         rig.api
             .list::<k8s_openapi::api::batch::v1::Job>()
             .iter()

@@ -4,41 +4,25 @@
 //! probe before its Mount Pod cache has synced (the real `juicefs-csi` binary).
 
 mod common;
-use common::{NODE, NS, Rig, channel, mount_capability};
-use jfs_csi::controller::ControllerService;
+use common::{
+    FileVolume, NODE, NS, Rig, channel, eventually, juicefs, juicefs_umount, mount_capability,
+    serve_controller, walk_count,
+};
 use jfs_csi::proto::controller_client::ControllerClient;
-use jfs_csi::proto::controller_server::ControllerServer;
 use jfs_csi::proto::identity_client::IdentityClient;
 use jfs_csi::proto::volume_capability::access_mode::Mode;
 use jfs_csi::proto::*;
 use jfs_fakekube::FakeApi;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::Code;
 use tonic::transport::Channel;
 
-async fn eventually<F: AsyncFnMut() -> bool>(what: &str, secs: u64, mut f: F) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The controller service alone on a unix socket, as the controller binary serves it.
+/// The controller service on a unix socket, as the controller binary serves it.
 async fn controller() -> (tempfile::TempDir, FakeApi, ControllerClient<Channel>) {
     let tmp = tempfile::tempdir().unwrap();
     let api = FakeApi::start().await;
-    let sock = tmp.path().join("csi.sock");
-    let incoming = jfs_csi::server::bind(&sock).unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(ControllerServer::new(ControllerService {
-                client: Some(api.client()),
-            }))
-            .serve_with_incoming(incoming),
-    );
-    let ch = channel(sock).await;
+    let ch = serve_controller(tmp.path(), &api).await;
     (tmp, api, ControllerClient::new(ch))
 }
 
@@ -441,75 +425,13 @@ async fn the_readonly_flag_alone_gives_a_read_only_bind() {
     rig.unpublish("pv-ro", &rw).await.unwrap();
 }
 
-fn juicefs(args: &[&str]) {
-    let out = std::process::Command::new(common::juicefs_bin())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "juicefs {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// `juicefs umount`, retried for a few seconds: run beside this file's other tests (which
-/// spawn processes and mount), it once failed with a transient EBUSY right after the writes.
-fn juicefs_umount(mp: &Path) {
-    let mp = mp.display().to_string();
-    for _ in 0..25 {
-        let out = std::process::Command::new(common::juicefs_bin())
-            .args(["umount", &mp])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    juicefs(&["umount", &mp]);
-}
-
-fn walk_count(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| {
-                    if e.path().is_dir() {
-                        walk_count(&e.path())
-                    } else {
-                        1
-                    }
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 /// Without a PV neither the directory nor the reclaim policy is known: DeleteVolume
 /// succeeds (the provisioner must not retry forever) and removes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_volume_of_an_unknown_volume_succeeds_and_removes_nothing() {
     let (tmp, api, mut c) = controller().await;
-    let meta = format!("sqlite3://{}/meta.db", tmp.path().display());
-    let data = tmp.path().join("data");
-    juicefs(&[
-        "format",
-        "--storage",
-        "file",
-        "--bucket",
-        &data.display().to_string(),
-        &meta,
-        "unknownvol",
-    ]);
-    let mp = tmp.path().join("mnt");
-    std::fs::create_dir_all(&mp).unwrap();
-    juicefs(&["mount", "-d", &meta, &mp.display().to_string()]);
-    for d in ["pvc-unknown/deep", "pvc-other"] {
-        std::fs::create_dir_all(mp.join(d)).unwrap();
-        std::fs::write(mp.join(d).join("f"), vec![7u8; 300_000]).unwrap();
-    }
-    juicefs_umount(&mp);
+    let FileVolume { meta, data, mp } =
+        FileVolume::with_dirs(tmp.path(), "unknownvol", &["pvc-unknown/deep", "pvc-other"]);
     let before = walk_count(&data);
     assert!(before > 0);
 
@@ -562,14 +484,7 @@ async fn the_node_probe_is_not_ready_until_the_mount_pod_cache_syncs() {
     let pods_path = format!("namespaces/{NS}/pods");
     api.fail(Some("GET"), &pods_path, 500, None);
     let kubeconfig = tmp.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n",
-            api.url()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
     let sock = tmp.path().join("csi.sock");
     let kubelet = tmp.path().join("kubelet");
     std::fs::create_dir_all(kubelet.join("pods")).unwrap();

@@ -57,6 +57,15 @@ struct Shared {
     version: Mutex<Option<Value>>,
 }
 
+/// A kubeconfig naming `server` with an anonymous user.
+pub fn kubeconfig(server: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{server}\"}}}}]\n\
+         users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\n\
+         current-context: x\n"
+    )
+}
+
 /// The server; clones share it.
 #[derive(Clone)]
 pub struct FakeApi {
@@ -81,6 +90,11 @@ impl FakeApi {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig for this server, for binaries under test (`KUBECONFIG`).
+    pub fn kubeconfig(&self) -> String {
+        kubeconfig(&self.url())
     }
 
     /// A client for this server.

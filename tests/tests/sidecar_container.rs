@@ -159,6 +159,18 @@ fn run_hook(cmd: &[String], bin_dir: &Path) -> bool {
         .success()
 }
 
+/// Waits up to `secs` for `child` to exit, failing with `why` if it does not.
+fn wait_exit(child: &mut Child, secs: u64, why: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "{why}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn injected_container_mounts_serves_and_flushes() {
     let Rig {
@@ -246,17 +258,7 @@ fn classic_sidecar_exits_after_the_app_of_a_job() {
         "exited while a file was open"
     );
     drop(f);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sidecar did not exit after the app"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = wait_exit(&mut child, 20, "the sidecar did not exit after the app");
     assert!(
         status.success(),
         "the sidecar must exit 0 so the Job completes: {status}"
@@ -300,17 +302,7 @@ fn classic_pre_stop_waits_for_the_app_then_the_client_stops_cleanly() {
     );
     std::io::Write::write_all(&mut f, b"last line\n").unwrap();
     drop(f);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(st) = hook.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "preStop did not return after the close"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = wait_exit(&mut hook, 30, "preStop did not return after the close");
     assert!(status.success(), "preStop: {status}");
     assert!(
         child.try_wait().unwrap().is_none(),

@@ -7,12 +7,7 @@ use std::process::Command;
 fn unreachable_api_server_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("config");
-    std::fs::write(
-        &kubeconfig,
-        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"http://127.0.0.1:1\"}}]\n\
-         users: [{name: u, user: {}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
-    )
-    .unwrap();
+    std::fs::write(&kubeconfig, jfs_fakekube::kubeconfig("http://127.0.0.1:1")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_juicefs-webhook"))
         .env("KUBECONFIG", &kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST")

@@ -430,3 +430,115 @@ async fn kubelet_runner(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Waits until `f` holds, checking every 100 ms, failing the test after `secs`.
+pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, secs: u64, mut f: F) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The Identity (ready, with the controller service) and Controller services on a unix
+/// socket in `dir`, as `juicefs-csi controller` serves them, reading `api`.
+pub async fn serve_controller(dir: &Path, api: &FakeApi) -> Channel {
+    let sock = dir.join("csi.sock");
+    let incoming = jfs_csi::server::bind(&sock).unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(IdentityServer::new(jfs_csi::identity::IdentityService {
+                name: "csi.juicefs.com".into(),
+                controller: true,
+                ready: Arc::new(AtomicBool::new(true)),
+            }))
+            .add_service(jfs_csi::proto::controller_server::ControllerServer::new(
+                jfs_csi::controller::ControllerService {
+                    client: Some(api.client()),
+                },
+            ))
+            .serve_with_incoming(incoming),
+    );
+    channel(sock).await
+}
+
+/// Runs the workspace's `juicefs` and fails the test with its stderr if it fails.
+pub fn juicefs(args: &[&str]) {
+    let out = Command::new(juicefs_bin()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "juicefs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `juicefs umount`, retried for a few seconds: beside tests that spawn processes and
+/// mount, it once failed with a transient EBUSY right after the writes.
+pub fn juicefs_umount(mp: &Path) {
+    let mp = mp.display().to_string();
+    for _ in 0..25 {
+        let out = Command::new(juicefs_bin())
+            .args(["umount", &mp])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    juicefs(&["umount", &mp]);
+}
+
+/// The number of files below `dir` (objects of a `file` store).
+pub fn walk_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walk_count(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A formatted SQLite + local-directory volume (metadata and objects in `dir`) holding
+/// `dirs`, each with a 300 kB file `f`; unmounted again, its mount point kept for checks.
+pub struct FileVolume {
+    pub meta: String,
+    pub data: PathBuf,
+    pub mp: PathBuf,
+}
+
+impl FileVolume {
+    pub fn with_dirs(dir: &Path, name: &str, dirs: &[&str]) -> FileVolume {
+        let meta = format!("sqlite3://{}/meta.db", dir.display());
+        let data = dir.join("data");
+        let bucket = data.display().to_string();
+        juicefs(&[
+            "format",
+            "--storage",
+            "file",
+            "--bucket",
+            &bucket,
+            &meta,
+            name,
+        ]);
+        let mp = dir.join("mnt");
+        std::fs::create_dir_all(&mp).unwrap();
+        juicefs(&["mount", "-d", &meta, &mp.display().to_string()]);
+        for d in dirs {
+            std::fs::create_dir_all(mp.join(d)).unwrap();
+            std::fs::write(mp.join(d).join("f"), vec![7u8; 300_000]).unwrap();
+        }
+        juicefs_umount(&mp);
+        FileVolume { meta, data, mp }
+    }
+}
