@@ -14,16 +14,8 @@ fn object_store_outage_gives_eio_then_recovers() {
         return;
     };
     let vol = s3.volume("outage");
-    let mut c = Command::new(OURS);
     // No caches: reads must go to the object store.
-    c.args([
-        "mount",
-        &vol.meta,
-        vol.mp.to_str().unwrap(),
-        "--cache-size",
-        "0",
-    ]);
-    let m = Mount::start(c, &vol.mp);
+    let m = vol.mount_uncached(&[]);
     let before = pattern(2, 5 << 20);
     fs::write(m.path("before"), &before).unwrap();
 

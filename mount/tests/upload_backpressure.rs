@@ -7,7 +7,6 @@ mod common;
 use common::*;
 use std::fs;
 use std::os::unix::fs::FileExt;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -22,16 +21,7 @@ fn a_stalled_store_stops_the_writer_at_max_uploads() {
         return;
     };
     let vol = s3.volume("outage");
-    let mut c = Command::new(OURS);
-    c.args([
-        "mount",
-        &vol.meta,
-        vol.mp.to_str().unwrap(),
-        "--cache-size",
-        "0",
-    ])
-    .args(["--max-uploads", "1"]);
-    let m = Mount::start(c, &vol.mp);
+    let m = vol.mount_uncached(&["--max-uploads", "1"]);
     let path = m.path("big");
     let f = Arc::new(fs::File::create(&path).unwrap());
 

@@ -690,6 +690,18 @@ pub struct S3Volume {
     pub mp: PathBuf,
 }
 
+impl S3Volume {
+    /// Mounts the volume with no disk cache (reads and writes reach the store) and `extra`
+    /// options.
+    pub fn mount_uncached(&self, extra: &[&str]) -> Mount {
+        let mut c = Command::new(OURS);
+        c.args(["mount", &self.meta, self.mp.to_str().unwrap()])
+            .args(["--cache-size", "0"])
+            .args(extra);
+        Mount::start(c, &self.mp)
+    }
+}
+
 /// A private S3 server (s3s-fs) on a port of its own, stoppable mid-workload.
 pub struct PrivateS3 {
     pub port: u16,
