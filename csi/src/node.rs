@@ -202,8 +202,12 @@ impl NodeService {
             node_labels: &self.node_labels,
             config: &global,
             default_image: image,
+            serverless: false,
         })
         .map_err(|e| Status::invalid_argument(format!("volume {}: {e}", r.volume_id)))?;
+        for w in &setting.secret.warnings {
+            tracing::warn!(volume = %r.volume_id, "{w}");
+        }
 
         let (pod, source) = self
             .pods

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{
     VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub const CONFIGMAP_NAME: &str = "juicefs-csi-driver-config";
@@ -30,7 +30,7 @@ pub struct GlobalConfig {
     pub mount_pod_patch: Vec<MountPodPatch>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PvcSelector {
     #[serde(default)]
@@ -41,7 +41,7 @@ pub struct PvcSelector {
     pub match_storage_class_name: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CacheDir {
     #[serde(rename = "type")]
@@ -57,7 +57,7 @@ pub struct CacheDir {
 }
 
 /// Every field a patch may set; `None` leaves the built value alone.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MountPodPatch {
     pub pvc_selector: Option<PvcSelector>,

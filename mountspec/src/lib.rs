@@ -9,6 +9,7 @@
 //! - [`setting`]: everything resolved into one [`MountSetting`] and its hash.
 //! - [`container`]: the container built from a setting.
 //! - [`cache`]: the disk cache's volumes (node for Mount Pods, pod for sidecars).
+//! - [`volumes`]: cache, host paths and config Secrets mounted into the container.
 //! - [`pod`]: the Mount Pod around that container (CSI node path).
 
 pub mod cache;
@@ -18,6 +19,7 @@ pub mod options;
 pub mod pod;
 pub mod secret;
 pub mod setting;
+pub mod volumes;
 
 pub use config::GlobalConfig;
 pub use container::{ContainerParams, Placement, mount_container, secret_copy_data};
@@ -44,6 +46,17 @@ pub enum SpecError {
     /// Something the Go driver offers that this system does not do.
     #[error("{0}")]
     Unsupported(String),
+}
+
+/// An absolute path without `..` (where a Secret or host directory is mounted).
+pub(crate) fn check_abs_path(what: &str, path: &str) -> Result<(), SpecError> {
+    if !path.starts_with('/') || path.split('/').any(|p| p == "..") {
+        return Err(invalid(
+            what,
+            format!("{path:?} must be an absolute path without '..', e.g. /etc/juicefs"),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn invalid(what: impl Into<String>, why: impl Into<String>) -> SpecError {

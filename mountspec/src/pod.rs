@@ -3,9 +3,10 @@
 //! keep finding it (`app.kubernetes.io/name=juicefs-mount`, `volume-id`, `juicefs-hash`,
 //! finalizer `juicefs.com/finalizer`).
 
-use crate::cache::{attach_cache, host_path};
+use crate::cache::host_path;
 use crate::container::{ContainerParams, Placement, mount_container};
 use crate::setting::MountSetting;
+use crate::volumes::attach_volumes;
 use k8s_openapi::api::core::v1::{Pod, PodSpec, Volume};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
@@ -72,13 +73,7 @@ pub fn mount_pod(s: &MountSetting, p: &MountPodParams) -> Pod {
         name: "jfs-dir".into(),
         ..host_path(&p.host_mount_dir)
     }];
-    volumes.extend(attach_cache(
-        s,
-        Placement::MountPod,
-        false,
-        "",
-        &mut container,
-    ));
+    volumes.extend(attach_volumes(s, Placement::MountPod, "", &mut container));
     volumes.extend(s.patch.volumes.clone().unwrap_or_default());
     Pod {
         metadata: ObjectMeta {
@@ -117,6 +112,7 @@ pub fn mount_pod(s: &MountSetting, p: &MountPodParams) -> Pod {
             dns_policy: s.patch.dns_policy.clone(),
             dns_config: s.patch.dns_config.clone(),
             init_containers: s.patch.init_containers.clone(),
+            service_account_name: s.service_account.clone(),
             ..Default::default()
         }),
         ..Default::default()

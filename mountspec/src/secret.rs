@@ -21,6 +21,13 @@ pub struct VolumeSecret {
     pub format_options: Vec<String>,
     /// Environment variable names from `envs` (values stay in the Secret).
     pub env_names: Vec<String>,
+    /// `configs`: other Secrets (of the mount container's namespace) mounted whole at
+    /// these absolute paths.
+    pub configs: BTreeMap<String, String>,
+    /// Keys that mean nothing to a Community Edition volume, each with why: the Go driver
+    /// ignores them too, so they are reported (admission warnings, logs), not refused.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
     /// SHA-256 of every key and value: a credential change gives a new settings hash
     /// without the credential ever leaving the Secret.
     pub digest: String,
@@ -33,13 +40,20 @@ pub const KEY_SECRET_KEY: &str = "secret-key";
 pub const KEY_SESSION_TOKEN: &str = "session-token";
 pub const ENV_KEY_PREFIX: &str = "envs.";
 
-const FORMAT_KEYS: &[&str] = &[
-    "block-size",
-    "compress",
-    "trash-days",
-    "capacity",
-    "inodes",
-    "shards",
+const FORMAT_KEYS: &[&str] = &["block-size", "compress", "trash-days", "capacity", "inodes"];
+
+/// Keys only the Enterprise Edition's `juicefs auth` reads, and what to do instead.
+const EE_ONLY_KEYS: &[(&str, &str)] = &[
+    ("token", "the volume has a metaurl, so it is a Community Edition volume"),
+    ("bucket2", "a second bucket (data replication) is an Enterprise Edition feature"),
+    ("access-key2", "a second bucket (data replication) is an Enterprise Edition feature"),
+    ("secret-key2", "a second bucket (data replication) is an Enterprise Edition feature"),
+    ("passphrase", "it unlocks an Enterprise Edition key; this client does not encrypt data"),
+    ("initconfig", "it caches an Enterprise Edition client configuration"),
+    (
+        "subdir",
+        "for a Community Edition volume use the mount option subdir=PATH or the PV's subPath",
+    ),
 ];
 
 fn text(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String> {
@@ -51,7 +65,11 @@ fn text(data: &BTreeMap<String, Vec<u8>>, key: &str) -> Option<String> {
 /// Renames the legacy spellings the Go driver also accepts.
 pub fn normalise(data: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
     let mut out = data.clone();
-    for (old, new) in [("accesskey", "access-key"), ("secretkey", "secret-key")] {
+    for (old, new) in [
+        ("accesskey", "access-key"),
+        ("secretkey", "secret-key"),
+        ("secretkey2", "secret-key2"),
+    ] {
         if let Some(v) = out.remove(old) {
             out.entry(new.to_string()).or_insert(v);
         }
@@ -111,6 +129,21 @@ pub fn parse(secret_id: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<Volume
             " (e.g. redis://host:6379/1 or postgres://user:pass@host/db)",
         ));
     }
+    if text(&data, "encrypt_rsa_key").is_some() {
+        return Err(SpecError::Unsupported(format!(
+            "Secret {secret_id}: key \"encrypt_rsa_key\": data encryption is not supported by this client (it refuses to mount encrypted volumes); remove the key and use an unencrypted volume"
+        )));
+    }
+    if let Some(n) = text(&data, "shards").filter(|n| n != "0") {
+        return Err(SpecError::Unsupported(format!(
+            "Secret {secret_id}: key \"shards\" is {n:?}: sharded buckets are not supported by this client; remove the key (or set it to 0)"
+        )));
+    }
+    let warnings = EE_ONLY_KEYS
+        .iter()
+        .filter(|(k, _)| text(&data, k).is_some())
+        .map(|(k, why)| format!("Secret {secret_id}: key {k:?} is ignored: {why}"))
+        .collect();
     let mut format_options = Vec::new();
     for key in FORMAT_KEYS {
         if let Some(v) = text(&data, key) {
@@ -155,6 +188,13 @@ pub fn parse(secret_id: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<Volume
             format!("{bad:?} is not a valid environment variable name"),
         ));
     }
+    let configs = string_map(
+        &format!("Secret {secret_id}: configs"),
+        &text(&data, "configs").unwrap_or_default(),
+    )?;
+    for (name, path) in &configs {
+        check_config(secret_id, name, path)?;
+    }
     let has_session_token = text(&data, "format-options")
         .is_some_and(|l| l.split(',').any(|i| i.trim().starts_with("session-token=")));
     let mut h = Sha256::new();
@@ -173,8 +213,29 @@ pub fn parse(secret_id: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<Volume
         has_session_token,
         format_options,
         env_names: envs.into_keys().collect(),
+        configs,
+        warnings,
         digest: hex(&h.finalize()),
     })
+}
+
+/// A Secret name (DNS subdomain) and an absolute path that stays where it says.
+fn check_config(secret_id: &str, name: &str, path: &str) -> Result<(), SpecError> {
+    let what = || format!("Secret {secret_id}: configs");
+    let dns = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !dns {
+        return Err(invalid(
+            what(),
+            format!("{name:?} is not a Secret name (lowercase letters, digits, '-' and '.')"),
+        ));
+    }
+    crate::check_abs_path(&what(), path)
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -7,10 +7,11 @@
 //! or host paths of a privileged container would let namespaces escape), then the
 //! ConfigMap patches that select the PVC and node.
 
+use crate::cache::{self, CacheSource};
 use crate::config::{GlobalConfig, MountPodPatch, PvcFacts};
 use crate::options::{self, MountOption};
 use crate::secret::{self, VolumeSecret};
-use crate::{DRIVER_NAME, SpecError, invalid};
+use crate::{DRIVER_NAME, SpecError, check_abs_path, invalid};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use sha2::{Digest, Sha256};
@@ -34,6 +35,8 @@ pub struct Inputs<'a> {
     pub config: &'a GlobalConfig,
     /// The mount image when nothing else names one.
     pub default_image: &'a str,
+    /// A sidecar on the serverless path: nothing may come from the host.
+    pub serverless: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -53,10 +56,17 @@ pub struct MountSetting {
     pub clean_cache: bool,
     /// The PVC's requested size in bytes (quota).
     pub capacity: Option<u64>,
-    #[serde(skip)]
+    /// `juicefs/mount-service-account` (Mount Pods; a sidecar runs as its pod's).
+    pub service_account: Option<String>,
+    /// `juicefs/host-path`: host directories mounted at the same path.
+    pub host_paths: Vec<String>,
+    /// Cache directories (of the `cache-dir` option) with a volume chosen by a `cacheDirs`
+    /// patch or the volume context; the others get the placement's default.
+    pub cache_sources: BTreeMap<String, CacheSource>,
+    /// Built for the serverless path (cache host paths become `emptyDir`).
+    pub serverless: bool,
+    /// The ConfigMap patch that applies, selectors removed.
     pub patch: MountPodPatch,
-    /// What of the patch goes into the hash (probes, env, volumes ...), as JSON.
-    patch_json: String,
 }
 
 impl MountSetting {
@@ -280,13 +290,51 @@ pub fn resolve(i: &Inputs) -> Result<MountSetting, SpecError> {
             .collect::<Result<Vec<_>, _>>()?;
         opts = options::merge(opts, parsed);
     }
-    if let Some(dirs) = patch.cache_dirs.as_deref().filter(|d| !d.is_empty()) {
+    let cache_sources = match patch.cache_dirs.as_deref().filter(|d| !d.is_empty()) {
+        Some(dirs) => cache::from_patch_list(dirs),
+        None => cache::from_volume_context(&pv_name, &attrs)?,
+    };
+    if !cache_sources.is_empty() {
+        let mut paths: Vec<String> = cache_sources.iter().map(|(p, _)| p.clone()).collect();
+        // The volume context's volumes come first; a patch replaces the option outright.
+        if patch.cache_dirs.is_none()
+            && let Some(user) = opts
+                .iter()
+                .find(|o| o.key == "cache-dir")
+                .and_then(|o| o.value.clone())
+        {
+            paths.extend(user.split(':').filter(|d| !d.is_empty()).map(String::from));
+        }
         let dir = options::MountOption {
             key: "cache-dir".into(),
-            value: Some(crate::cache::patch_paths(dirs).join(":")),
+            value: Some(paths.join(":")),
         };
         opts = options::merge(opts, vec![dir]);
     }
+    let cache_sources: BTreeMap<String, CacheSource> = cache_sources.into_iter().collect();
+
+    let host_paths: Vec<String> = attrs
+        .get("juicefs/host-path")
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    for p in &host_paths {
+        check_abs_path(&format!("PV {pv_name} juicefs/host-path"), p)?;
+    }
+    if i.serverless && !host_paths.is_empty() {
+        return Err(SpecError::Unsupported(format!(
+            "PV {pv_name}: juicefs/host-path mounts directories of the node, which the serverless path never does; use a StorageClass without it for serverless pods"
+        )));
+    }
+    let service_account = attrs
+        .get("juicefs/mount-service-account")
+        .filter(|s| !s.is_empty())
+        .cloned();
 
     let mut image = i.default_image.to_string();
     if let Some(img) = attrs.get("juicefs/mount-image").filter(|s| !s.is_empty()) {
@@ -338,10 +386,9 @@ pub fn resolve(i: &Inputs) -> Result<MountSetting, SpecError> {
         .and_then(|r| r.get("storage"))
         .and_then(|q| quantity_bytes(&q.0));
 
-    let mut hashed_patch = patch.clone();
-    hashed_patch.pvc_selector = None;
-    hashed_patch.node_selector = None;
-    let patch_json = serde_json::to_string(&PatchForHash(&hashed_patch)).unwrap_or_default();
+    let mut patch = patch;
+    patch.pvc_selector = None;
+    patch.node_selector = None;
     Ok(MountSetting {
         pv_name,
         volume_handle: csi.volume_handle.clone(),
@@ -356,34 +403,10 @@ pub fn resolve(i: &Inputs) -> Result<MountSetting, SpecError> {
         delete_delay,
         clean_cache,
         capacity,
+        service_account,
+        host_paths,
+        cache_sources,
+        serverless: i.serverless,
         patch,
-        patch_json,
     })
-}
-
-/// The Kubernetes types in a patch serialise deterministically; the selectors do not
-/// change what is built, so they stay out.
-struct PatchForHash<'a>(&'a MountPodPatch);
-
-impl serde::Serialize for PatchForHash<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let p = self.0;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("livenessProbe", &p.liveness_probe)?;
-        m.serialize_entry("readinessProbe", &p.readiness_probe)?;
-        m.serialize_entry("startupProbe", &p.startup_probe)?;
-        m.serialize_entry("lifecycle", &p.lifecycle)?;
-        m.serialize_entry(
-            "terminationGracePeriodSeconds",
-            &p.termination_grace_period_seconds,
-        )?;
-        m.serialize_entry("volumes", &p.volumes)?;
-        m.serialize_entry("volumeMounts", &p.volume_mounts)?;
-        m.serialize_entry("volumeDevices", &p.volume_devices)?;
-        m.serialize_entry("env", &p.env)?;
-        m.serialize_entry("hostNetwork", &p.host_network)?;
-        m.serialize_entry("hostPID", &p.host_pid)?;
-        m.end()
-    }
 }

@@ -70,6 +70,16 @@ fn setting_with(
     pvc: &PersistentVolumeClaim,
     cfg: &GlobalConfig,
 ) -> Result<MountSetting, SpecError> {
+    resolve_with(secret_data, pv, pvc, cfg, false)
+}
+
+fn resolve_with(
+    secret_data: &BTreeMap<String, Vec<u8>>,
+    pv: &PersistentVolume,
+    pvc: &PersistentVolumeClaim,
+    cfg: &GlobalConfig,
+    serverless: bool,
+) -> Result<MountSetting, SpecError> {
     resolve(&Inputs {
         secret_id: "team/jfs-secret",
         secret_data,
@@ -78,6 +88,7 @@ fn setting_with(
         node_labels: &BTreeMap::new(),
         config: cfg,
         default_image: DEFAULT_IMAGE,
+        serverless,
     })
 }
 
@@ -484,8 +495,8 @@ fn go_durations_parse_like_time_parse_duration() {
 /// the pod (`emptyDir`), never on the host.
 #[test]
 fn pod_level_patch_fields_and_cache_dirs_reach_the_mount_pod() {
-    use jfs_mountspec::cache::attach_cache;
     use jfs_mountspec::pod::mount_pod;
+    use jfs_mountspec::volumes::attach_volumes;
     let cfg = GlobalConfig::parse(
         r#"
 mountPodPatch:
@@ -548,26 +559,22 @@ mountPodPatch:
 
     // A sidecar on the serverless path: the host path becomes an emptyDir.
     let mut c = k8s_openapi::api::core::v1::Container::default();
-    let vols = attach_cache(&s, Placement::NativeSidecar, true, "jfs-mount-", &mut c);
+    let serverless = resolve_with(&secret(), &pv(json!({}), json!({})), &pvc(json!({})), &cfg, true)
+        .unwrap();
+    let vols = attach_volumes(&serverless, Placement::NativeSidecar, "jfs-mount-", &mut c);
     assert!(vols[0].host_path.is_none() && vols[0].empty_dir.is_some());
-    let vols = attach_cache(&s, Placement::NativeSidecar, false, "jfs-mount-", &mut c);
+    let vols = attach_volumes(&s, Placement::NativeSidecar, "jfs-mount-", &mut c);
     assert!(vols[0].host_path.is_some());
     // Without a patch: the node for a Mount Pod, the pod for a sidecar.
     let plain = base();
     let mut c = k8s_openapi::api::core::v1::Container::default();
-    let vols = attach_cache(
-        &plain,
-        Placement::ClassicSidecar,
-        false,
-        "jfs-mount-",
-        &mut c,
-    );
+    let vols = attach_volumes(&plain, Placement::ClassicSidecar, "jfs-mount-", &mut c);
     let mounts = c.volume_mounts.clone().unwrap();
     assert_eq!(
         (vols[0].empty_dir.is_some(), mounts[0].mount_path.as_str()),
         (true, "/var/jfsCache")
     );
-    let vols = attach_cache(&plain, Placement::MountPod, false, "", &mut c);
+    let vols = attach_volumes(&plain, Placement::MountPod, "", &mut c);
     assert!(vols[0].host_path.is_some());
 }
 

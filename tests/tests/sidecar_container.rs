@@ -114,6 +114,7 @@ fn rig(placement: Placement, exit_on_app_exit: bool) -> Rig {
         node_labels: &BTreeMap::new(),
         config: &GlobalConfig::default(),
         default_image: DEFAULT_IMAGE,
+        serverless: false,
     })
     .unwrap();
     let params = ContainerParams {

@@ -11,7 +11,7 @@
 //! mounts with `Bidirectional` propagation (privileged) and every app and init container
 //! that uses it sees with `HostToContainer`; `subPath` and `readOnly` stay as they were.
 
-use jfs_mountspec::cache::attach_cache;
+use jfs_mountspec::volumes::attach_volumes;
 use jfs_mountspec::container::{
     ContainerParams, LABEL_EXIT_ON_APP_EXIT, PODINFO_VOLUME, Placement, mount_container,
     secret_copy_data,
@@ -62,7 +62,12 @@ pub const MIN_CLASSIC_GRACE_SECONDS: i64 = 30;
 pub enum Decision {
     Skip(String),
     Deny(String),
-    Mutate { pod: Box<Pod>, secrets: Vec<Secret> },
+    Mutate {
+        pod: Box<Pod>,
+        secrets: Vec<Secret>,
+        /// Settings that were ignored, and why (admission warnings).
+        warnings: Vec<String>,
+    },
 }
 
 fn is_true(labels: Option<&BTreeMap<String, String>>, key: &str) -> bool {
@@ -269,6 +274,7 @@ pub fn decide(
         raised
     };
     let mut secrets = Vec::new();
+    let mut warnings = Vec::new();
     let mut sidecars = Vec::new();
     let mut volumes: Vec<Volume> = Vec::new();
     for (i, f) in found.iter().enumerate() {
@@ -287,12 +293,20 @@ pub fn decide(
             node_labels: &node_labels,
             config: &cfg.global,
             default_image: &cfg.default_image,
+            serverless,
         }) {
             Ok(s) => s,
             Err(e) => {
                 return Decision::Deny(format!("volume {:?} (PVC {ns}/{pvc_name}): {e}", f.volume));
             }
         };
+        warnings.extend(setting.secret.warnings.iter().cloned());
+        if let Some(sa) = &setting.service_account {
+            warnings.push(format!(
+                "PV {}: juicefs/mount-service-account {sa:?} is ignored: a sidecar runs as its pod's service account",
+                setting.pv_name
+            ));
+        }
         let dynamic =
             f.pv.spec
                 .as_ref()
@@ -342,10 +356,9 @@ pub fn decide(
         };
         let mut container = mount_container(&setting, &params);
         let prefix = format!("{}-", params.name);
-        volumes.extend(attach_cache(
+        volumes.extend(attach_volumes(
             &setting,
             params.placement,
-            serverless,
             &prefix,
             &mut container,
         ));
@@ -414,6 +427,7 @@ pub fn decide(
     Decision::Mutate {
         pod: Box::new(out),
         secrets,
+        warnings,
     }
 }
 

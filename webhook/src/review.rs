@@ -47,6 +47,9 @@ struct Response {
     patch_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     patch: Option<String>,
+    /// Shown to the user by kubectl: settings that were ignored, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 /// What the server does with a review: answer it, and write these Secret copies first.
@@ -74,6 +77,7 @@ pub fn allow(uid: &str, message: &str) -> Value {
         status: Some(json!({"message": message})),
         patch_type: None,
         patch: None,
+        warnings: Vec::new(),
     })
 }
 
@@ -84,6 +88,7 @@ pub fn deny(uid: &str, code: u16, message: &str) -> Value {
         status: Some(json!({"code": code, "message": message})),
         patch_type: None,
         patch: None,
+        warnings: Vec::new(),
     })
 }
 
@@ -176,6 +181,7 @@ fn decide_pod(
         Decision::Mutate {
             pod: mutated,
             secrets,
+            warnings,
         } => {
             let patch = crate::json_patch(pod, &mutated)
                 .map_err(|e| BadRequest(format!("cannot encode the patch: {e}")))?;
@@ -186,6 +192,7 @@ fn decide_pod(
                 status: None,
                 patch_type: Some("JSONPatch"),
                 patch: Some(base64::engine::general_purpose::STANDARD.encode(patch)),
+                warnings,
             });
             Ok(Outcome {
                 response,

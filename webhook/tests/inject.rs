@@ -40,7 +40,7 @@ fn app_pod() -> Pod {
 
 fn mutate(p: &Pod, c: &FakeCluster, conf: &InjectConfig) -> (Pod, Vec<Secret>) {
     match decide(p, "app", c, conf, false) {
-        Decision::Mutate { pod, secrets } => (*pod, secrets),
+        Decision::Mutate { pod, secrets, .. } => (*pod, secrets),
         other => panic!("expected a mutation, got {other:?}"),
     }
 }
