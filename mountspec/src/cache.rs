@@ -79,13 +79,17 @@ pub fn from_volume_context(
         if !matches!(medium, "" | "Memory") && !medium.starts_with("HugePages") {
             return Err(invalid(
                 format!("PV {pv} {KEY_CACHE_EMPTYDIR}"),
-                format!("medium {medium:?} is not Memory (or empty for the node's disk); write MEDIUM:SIZE, e.g. Memory:1Gi or :10Gi"),
+                format!(
+                    "medium {medium:?} is not Memory (or empty for the node's disk); write MEDIUM:SIZE, e.g. Memory:1Gi or :10Gi"
+                ),
             ));
         }
         if !size.is_empty() && quantity_bytes(size).is_none() {
             return Err(invalid(
                 format!("PV {pv} {KEY_CACHE_EMPTYDIR}"),
-                format!("size {size:?} is not a quantity like 10Gi; write MEDIUM:SIZE, e.g. Memory:1Gi"),
+                format!(
+                    "size {size:?} is not a quantity like 10Gi; write MEDIUM:SIZE, e.g. Memory:1Gi"
+                ),
             ));
         }
         out.push((

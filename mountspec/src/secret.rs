@@ -44,12 +44,30 @@ const FORMAT_KEYS: &[&str] = &["block-size", "compress", "trash-days", "capacity
 
 /// Keys only the Enterprise Edition's `juicefs auth` reads, and what to do instead.
 const EE_ONLY_KEYS: &[(&str, &str)] = &[
-    ("token", "the volume has a metaurl, so it is a Community Edition volume"),
-    ("bucket2", "a second bucket (data replication) is an Enterprise Edition feature"),
-    ("access-key2", "a second bucket (data replication) is an Enterprise Edition feature"),
-    ("secret-key2", "a second bucket (data replication) is an Enterprise Edition feature"),
-    ("passphrase", "it unlocks an Enterprise Edition key; this client does not encrypt data"),
-    ("initconfig", "it caches an Enterprise Edition client configuration"),
+    (
+        "token",
+        "the volume has a metaurl, so it is a Community Edition volume",
+    ),
+    (
+        "bucket2",
+        "a second bucket (data replication) is an Enterprise Edition feature",
+    ),
+    (
+        "access-key2",
+        "a second bucket (data replication) is an Enterprise Edition feature",
+    ),
+    (
+        "secret-key2",
+        "a second bucket (data replication) is an Enterprise Edition feature",
+    ),
+    (
+        "passphrase",
+        "it unlocks an Enterprise Edition key; this client does not encrypt data",
+    ),
+    (
+        "initconfig",
+        "it caches an Enterprise Edition client configuration",
+    ),
     (
         "subdir",
         "for a Community Edition volume use the mount option subdir=PATH or the PV's subPath",

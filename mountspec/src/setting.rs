@@ -385,6 +385,18 @@ pub fn resolve(i: &Inputs) -> Result<MountSetting, SpecError> {
         .and_then(|r| r.requests.as_ref())
         .and_then(|r| r.get("storage"))
         .and_then(|q| quantity_bytes(&q.0));
+    // The PVC says what its user wants now (it grows on expansion); the volume context
+    // keeps what CreateVolume was asked for, for PVs without a claim.
+    let capacity = match (capacity, attrs.get("capacity")) {
+        (Some(c), _) => Some(c),
+        (None, Some(v)) => Some(v.trim().parse::<u64>().map_err(|_| {
+            invalid(
+                format!("PV {pv_name} capacity"),
+                format!("{v:?} is not a number of bytes"),
+            )
+        })?),
+        (None, None) => None,
+    };
 
     let mut patch = patch;
     patch.pvc_selector = None;

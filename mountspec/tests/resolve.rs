@@ -1,106 +1,12 @@
 //! Settings resolution, hash stability and the built container, from realistic objects.
 
-use jfs_mountspec::container::{
-    ContainerParams, Placement, mount_container, script, secret_copy_data,
-};
-use jfs_mountspec::setting::{DEFAULT_IMAGE, Inputs, quantity_bytes, resolve};
-use jfs_mountspec::{GlobalConfig, MountSetting, SpecError};
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use jfs_mountspec::GlobalConfig;
+use jfs_mountspec::container::{Placement, mount_container, script, secret_copy_data};
+use jfs_mountspec::setting::quantity_bytes;
 use serde_json::json;
-use std::collections::BTreeMap;
 
-fn pv(attrs: serde_json::Value, extra: serde_json::Value) -> PersistentVolume {
-    let mut v = json!({
-        "metadata": {"name": "pv-data"},
-        "spec": {
-            "accessModes": ["ReadWriteMany"],
-            "capacity": {"storage": "10Gi"},
-            "mountOptions": ["cache-size=2048", "allow_other"],
-            "csi": {
-                "driver": "csi.juicefs.com",
-                "volumeHandle": "pv-data",
-                "nodePublishSecretRef": {"name": "jfs-secret", "namespace": "team"},
-                "volumeAttributes": attrs
-            }
-        }
-    });
-    merge(&mut v, extra);
-    serde_json::from_value(v).unwrap()
-}
-
-fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
-    if let (Some(a), serde_json::Value::Object(b)) = (a.as_object_mut(), &b) {
-        for (k, v) in b {
-            match a.get_mut(k) {
-                Some(x) if x.is_object() && v.is_object() => merge(x, v.clone()),
-                _ => {
-                    a.insert(k.clone(), v.clone());
-                }
-            }
-        }
-    }
-}
-
-fn pvc(annotations: serde_json::Value) -> PersistentVolumeClaim {
-    serde_json::from_value(json!({
-        "metadata": {"name": "data", "namespace": "team", "uid": "u-1", "labels": {"team": "ml"}, "annotations": annotations},
-        "spec": {"storageClassName": "jfs", "volumeName": "pv-data", "resources": {"requests": {"storage": "10Gi"}}}
-    }))
-    .unwrap()
-}
-
-fn secret() -> BTreeMap<String, Vec<u8>> {
-    [
-        ("name", "myjfs"),
-        ("metaurl", "redis://:s3cretpw@redis:6379/1"),
-        ("storage", "s3"),
-        ("bucket", "http://minio:9000/bkt"),
-        ("access-key", "AKIAEXAMPLE"),
-        ("secret-key", "wJalrSECRETKEY"),
-        ("envs", "{TZ: Asia/Shanghai}"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-    .collect()
-}
-
-fn setting_with(
-    secret_data: &BTreeMap<String, Vec<u8>>,
-    pv: &PersistentVolume,
-    pvc: &PersistentVolumeClaim,
-    cfg: &GlobalConfig,
-) -> Result<MountSetting, SpecError> {
-    resolve_with(secret_data, pv, pvc, cfg, false)
-}
-
-fn resolve_with(
-    secret_data: &BTreeMap<String, Vec<u8>>,
-    pv: &PersistentVolume,
-    pvc: &PersistentVolumeClaim,
-    cfg: &GlobalConfig,
-    serverless: bool,
-) -> Result<MountSetting, SpecError> {
-    resolve(&Inputs {
-        secret_id: "team/jfs-secret",
-        secret_data,
-        pv,
-        pvc,
-        node_labels: &BTreeMap::new(),
-        config: cfg,
-        default_image: DEFAULT_IMAGE,
-        serverless,
-    })
-}
-
-fn base() -> MountSetting {
-    setting_with(
-        &secret(),
-        &pv(json!({}), json!({})),
-        &pvc(json!({})),
-        &GlobalConfig::default(),
-    )
-    .unwrap()
-}
+mod common;
+use common::*;
 
 #[test]
 fn volume_context_annotations_and_patches_resolve_in_order() {
@@ -171,50 +77,6 @@ fn read_only_many_mounts_read_only() {
 }
 
 #[test]
-fn hash_is_stable_and_moves_with_every_setting() {
-    let h = base().hash();
-    assert_eq!(h.len(), 63);
-    assert_eq!(h, base().hash(), "same inputs, same hash");
-    let mut changed_secret = secret();
-    changed_secret.insert("secret-key".into(), b"rotated".to_vec());
-    let variants = [
-        setting_with(
-            &changed_secret,
-            &pv(json!({}), json!({})),
-            &pvc(json!({})),
-            &GlobalConfig::default(),
-        ),
-        setting_with(
-            &secret(),
-            &pv(json!({"mountOptions": "cache-size=1"}), json!({})),
-            &pvc(json!({})),
-            &GlobalConfig::default(),
-        ),
-        setting_with(
-            &secret(),
-            &pv(json!({"juicefs/mount-image": "x/y:z"}), json!({})),
-            &pvc(json!({})),
-            &GlobalConfig::default(),
-        ),
-        setting_with(
-            &secret(),
-            &pv(json!({}), json!({})),
-            &pvc(json!({"juicefs/mount-cpu-limit": "4"})),
-            &GlobalConfig::default(),
-        ),
-        setting_with(
-            &secret(),
-            &pv(json!({}), json!({})),
-            &pvc(json!({})),
-            &GlobalConfig::parse("mountPodPatch:\n  - env: [{name: A, value: b}]\n").unwrap(),
-        ),
-    ];
-    for (i, v) in variants.into_iter().enumerate() {
-        assert_ne!(v.unwrap().hash(), h, "variant {i} must change the hash");
-    }
-}
-
-#[test]
 fn bad_settings_are_refused_with_the_fix() {
     let e = |attrs: serde_json::Value| {
         setting_with(
@@ -257,20 +119,6 @@ fn quantities() {
     assert_eq!(quantity_bytes("100"), Some(100));
     assert_eq!(quantity_bytes("1e3"), Some(1000));
     assert_eq!(quantity_bytes("abc"), None);
-}
-
-fn params(placement: Placement) -> ContainerParams {
-    ContainerParams {
-        name: "jfs-mount".into(),
-        mount_path: "/jfs/u-1".into(),
-        volume_name: "data".into(),
-        secret_name: "data-jfs-secret".into(),
-        metrics_port: 9567,
-        metrics_port_name: "metrics".into(),
-        placement,
-        grace_seconds: 30,
-        exit_on_app_exit: false,
-    }
 }
 
 #[test]
@@ -371,18 +219,6 @@ fn the_secret_copy_holds_what_the_env_reads() {
     let keys: Vec<&str> = copy.keys().map(String::as_str).collect();
     assert_eq!(keys, ["access-key", "envs.TZ", "metaurl", "secret-key"]);
     assert_eq!(copy["envs.TZ"], b"Asia/Shanghai");
-}
-
-/// A Mount Pod on node-1 in kube-system, reading its credentials from `secret_name`.
-fn pod_params(secret_name: &str) -> jfs_mountspec::pod::MountPodParams {
-    jfs_mountspec::pod::MountPodParams {
-        node_name: "node-1".into(),
-        namespace: "kube-system".into(),
-        suffix: "abcdef".into(),
-        host_mount_dir: "/var/lib/juicefs/volume".into(),
-        secret_name: secret_name.into(),
-        priority_class: None,
-    }
 }
 
 #[test]
@@ -559,8 +395,14 @@ mountPodPatch:
 
     // A sidecar on the serverless path: the host path becomes an emptyDir.
     let mut c = k8s_openapi::api::core::v1::Container::default();
-    let serverless = resolve_with(&secret(), &pv(json!({}), json!({})), &pvc(json!({})), &cfg, true)
-        .unwrap();
+    let serverless = resolve_with(
+        &secret(),
+        &pv(json!({}), json!({})),
+        &pvc(json!({})),
+        &cfg,
+        true,
+    )
+    .unwrap();
     let vols = attach_volumes(&serverless, Placement::NativeSidecar, "jfs-mount-", &mut c);
     assert!(vols[0].host_path.is_none() && vols[0].empty_dir.is_some());
     let vols = attach_volumes(&s, Placement::NativeSidecar, "jfs-mount-", &mut c);

@@ -11,12 +11,12 @@
 //! mounts with `Bidirectional` propagation (privileged) and every app and init container
 //! that uses it sees with `HostToContainer`; `subPath` and `readOnly` stay as they were.
 
-use jfs_mountspec::volumes::attach_volumes;
 use jfs_mountspec::container::{
     ContainerParams, LABEL_EXIT_ON_APP_EXIT, PODINFO_VOLUME, Placement, mount_container,
     secret_copy_data,
 };
 use jfs_mountspec::setting::{Inputs, resolve};
+use jfs_mountspec::volumes::attach_volumes;
 use jfs_mountspec::{DRIVER_NAME, GlobalConfig};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{

@@ -281,3 +281,120 @@ fn a_sidecar_stripped_by_another_webhook_is_reported() {
         "{msg}"
     );
 }
+
+/// The volume context's host paths and cache PVCs and the Secret's `configs` become volumes
+/// of the pod, mounted into the sidecar; keys a sidecar cannot honour come back as admission
+/// warnings (kubectl prints them), and what the serverless path cannot do is denied.
+#[test]
+fn extra_volumes_join_the_pod_and_ignored_settings_warn() {
+    let mut c = FakeCluster::standard();
+    c.juicefs_pvc(
+        "extra",
+        json!({"juicefs/host-path": "/data/models", "juicefs/mount-service-account": "irsa",
+               "juicefs/mount-cache-pvc": "cache"}),
+        true,
+    );
+    let secret = c
+        .secrets
+        .get_mut(&("kube-system".into(), "jfs-secret".into()))
+        .unwrap();
+    let data = secret.string_data.as_mut().unwrap();
+    data.insert("configs".into(), "{jfs-conf: /etc/jfs}".into());
+    data.insert("bucket2".into(), "http://mirror-b2/x".into());
+    let p = pod(
+        json!([{"name": "v", "persistentVolumeClaim": {"claimName": "extra"}}]),
+        json!([{"name": "a", "volumeMounts": [{"name": "v", "mountPath": "/v"}]}]),
+        json!([]),
+    );
+    let Decision::Mutate {
+        pod: m, warnings, ..
+    } = decide(&p, "app", &c, &cfg(true), false)
+    else {
+        panic!("expected a mutation");
+    };
+    let spec = m.spec.unwrap();
+    let vols: BTreeMap<_, _> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| (v.name.as_str(), v))
+        .collect();
+    assert_eq!(
+        vols["jfs-mount-hostpath-0"]
+            .host_path
+            .as_ref()
+            .unwrap()
+            .path,
+        "/data/models"
+    );
+    assert_eq!(
+        vols["jfs-mount-config-0"]
+            .secret
+            .as_ref()
+            .unwrap()
+            .secret_name
+            .as_deref(),
+        Some("jfs-conf")
+    );
+    assert_eq!(
+        vols["jfs-mount-cachedir-0"]
+            .persistent_volume_claim
+            .as_ref()
+            .unwrap()
+            .claim_name,
+        "cache"
+    );
+    let mounts: BTreeMap<_, _> = spec.init_containers.as_ref().unwrap()[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.name.as_str(), m.mount_path.as_str()))
+        .collect();
+    assert_eq!(mounts["jfs-mount-hostpath-0"], "/data/models");
+    assert_eq!(mounts["jfs-mount-config-0"], "/etc/jfs");
+    assert_eq!(mounts["jfs-mount-cachedir-0"], "/var/jfsCache-0");
+    assert_eq!(spec.service_account_name, None, "the app pod keeps its own");
+    let w = warnings.join("\n");
+    assert!(w.contains("key \"bucket2\" is ignored"), "{w}");
+    assert!(
+        w.contains("juicefs/mount-service-account \"irsa\" is ignored"),
+        "{w}"
+    );
+    assert!(
+        !w.contains("mirror-b2"),
+        "a Secret value leaked into a warning: {w}"
+    );
+
+    // The review carries the warnings to the user.
+    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                    "operation": "CREATE", "namespace": "app", "object": p}});
+    let out =
+        jfs_webhook::review::handle(review.to_string().as_bytes(), &c, &cfg(true), false).unwrap();
+    let sent = out.response["response"]["warnings"].as_array().unwrap();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+
+    match decide(&p, "app", &c, &cfg(true), true) {
+        Decision::Deny(m) => assert!(
+            m.contains("juicefs/host-path") && m.contains("serverless"),
+            "{m}"
+        ),
+        other => panic!("expected a denial on the serverless path, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_patch_volume_may_not_take_the_name_of_a_pod_volume() {
+    let c = FakeCluster::standard();
+    let mut conf = cfg(true);
+    conf.global =
+        GlobalConfig::parse("mountPodPatch:\n  - volumes: [{name: cfg, emptyDir: {}}]\n").unwrap();
+    let m = match decide(&app_pod(), "app", &c, &conf, false) {
+        Decision::Deny(m) => m,
+        other => panic!("expected a denial, got {other:?}"),
+    };
+    assert!(
+        m.contains("\"cfg\"") && m.contains("rename it in the patch"),
+        "{m}"
+    );
+}
