@@ -19,16 +19,16 @@ table = "\n".join([
     "|---|---|---|---|---|---|---|---|---|",
     f"| {r['requests']} | {r['seconds']} | {r['rate']} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['p99_from_schedule_ms']} | {r['errors']} | {r['webhook_peak_rss_mib']} |",
 ])
-ok = r['p99_ms'] < 2 and r['errors'] == 0 and r['webhook_peak_rss_mib'] < 30
+ok = max(r['p99_ms'], r['p99_from_schedule_ms']) < 2 and r['errors'] == 0 and r['webhook_peak_rss_mib'] < 30
 verdict = ("Meets the bar." if ok else
-           "Misses the bar on " + ", ".join(x for x, bad in [("p99", r['p99_ms'] >= 2), ("errors", r['errors'] > 0),
+           "Misses the bar on " + ", ".join(x for x, bad in [("p99", max(r['p99_ms'], r['p99_from_schedule_ms']) >= 2), ("errors", r['errors'] > 0),
                                                           ("RSS", r['webhook_peak_rss_mib'] >= 30)] if bad) +
            ": the load generator shares the 2 cores with the webhook, and single runs vary widely on this VM.")
 section = (f"## Admission webhook under load\n\nCommand: `{cmd}` ({time.strftime('%Y-%m-%d')}, "
            f"{cores} cores shared by the webhook and the load generator; realistic Deployment pod with one JuiceFS PVC; "
            f"warm watch caches; keep-alive TLS, 16 connections). Latency counts from the moment the generator dispatches "
-           f"a request, including any wait behind a busy connection; \"from schedule\" also counts the generator's own timer "
-           f"lateness (tokio timers have 1 ms granularity), an upper bound. Bar: p99 < 2 ms, 0 errors, "
+           f"a request, including any wait behind a busy connection; \"from schedule\" counts from the moment it was due "
+           f"(the generator's own lateness included: its schedule runs on an OS thread with `thread::sleep`). Bar: p99 < 2 ms, 0 errors, "
            f"RSS < 30 MiB.\n\n{table}\n\n{verdict}\n")
 path = "docs/BENCHMARKS.md"
 doc = replace_section(open(path).read(), "webhook", section)

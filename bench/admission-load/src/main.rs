@@ -307,21 +307,27 @@ async fn main() {
             (lat, sched, errors)
         }));
     }
-    for i in 0..total {
-        let due = start + interval * i as u32;
-        tokio::time::sleep_until(due.into()).await;
-        // Latency counts from here: tokio timers fire up to 1 ms after `due`, which is the
-        // generator's lateness, not the webhook's. Time queued behind a busy connection
-        // still counts.
-        if queues[i as usize % queues.len()]
-            .send((due, Instant::now()))
-            .await
-            .is_err()
-        {
-            break;
+    // The schedule runs on its own OS thread: `thread::sleep` wakes within tens of
+    // microseconds of `due`, where tokio's timer wheel rounds up to the next millisecond.
+    let dispatcher = std::thread::spawn(move || {
+        for i in 0..total {
+            let due = start + interval * i as u32;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            // Time queued behind a busy connection still counts.
+            if queues[i as usize % queues.len()]
+                .blocking_send((due, Instant::now()))
+                .is_err()
+            {
+                break;
+            }
         }
-    }
-    drop(queues);
+    });
+    tokio::task::spawn_blocking(move || dispatcher.join())
+        .await
+        .unwrap()
+        .unwrap();
     let elapsed = start.elapsed();
     let mut lat = Vec::new();
     let mut sched = Vec::new();
