@@ -477,8 +477,10 @@ mountPodPatch:
     readinessProbe: {exec: {command: [juicefs, probe, ready]}}
     startupProbe: {exec: {command: [juicefs, probe, start]}, failureThreshold: 9}
     lifecycle: {preStop: {exec: {command: [sleep, "3"]}}}
-    volumes: [{name: dev-fuse, hostPath: {path: /dev/fuse}}]
+    volumes: [{name: dev-fuse, hostPath: {path: /dev/fuse}}, {name: certs, secret: {secretName: ca}}]
     volumeDevices: [{name: dev-fuse, devicePath: /dev/fuse}]
+    volumeMounts: [{name: certs, mountPath: /etc/ssl/ca}]
+    env: [{name: GODEBUG, value: x509ignoreCN=0}]
 "#;
 
 #[test]
@@ -499,6 +501,7 @@ fn every_patch_field_reaches_the_container_or_pod() {
     );
     for placement in [Placement::NativeSidecar, Placement::MountPod] {
         let c = mount_container(&s, &params(placement));
+        assert_eq!(mount_at(&c, "/etc/ssl/ca"), Some("certs"));
         assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
         assert_eq!(c.liveness_probe.unwrap().period_seconds, Some(7));
         assert!(c.readiness_probe.is_some());
@@ -510,6 +513,9 @@ fn every_patch_field_reaches_the_container_or_pod() {
         let stop = c.lifecycle.unwrap().pre_stop.unwrap();
         assert_eq!(stop.exec.unwrap().command.unwrap(), ["sleep", "3"]);
         assert_eq!(c.volume_devices.unwrap()[0].device_path, "/dev/fuse");
+        let env = c.env.unwrap();
+        let e = env.iter().find(|e| e.name == "GODEBUG").unwrap();
+        assert_eq!(e.value.as_deref(), Some("x509ignoreCN=0"));
     }
     let p = pod_of(&s);
     assert_eq!(p.spec.as_ref().unwrap().host_pid, Some(true));
