@@ -22,8 +22,12 @@ fn with_keys(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn resolve_secret(pairs: &[(&str, &str)]) -> Result<jfs_mountspec::MountSetting, String> {
+    resolve_data(&with_keys(pairs))
+}
+
+fn resolve_data(d: &BTreeMap<String, Vec<u8>>) -> Result<jfs_mountspec::MountSetting, String> {
     setting_with(
-        &with_keys(pairs),
+        d,
         &pv(json!({}), json!({})),
         &pvc(json!({})),
         &GlobalConfig::default(),
@@ -74,13 +78,7 @@ fn legacy_key_spellings_read_like_the_current_ones() {
     let sk = d.remove("secret-key").unwrap();
     d.insert("accesskey".into(), ak.clone());
     d.insert("secretkey".into(), sk.clone());
-    let s = setting_with(
-        &d,
-        &pv(json!({}), json!({})),
-        &pvc(json!({})),
-        &GlobalConfig::default(),
-    )
-    .unwrap();
+    let s = resolve_data(&d).unwrap();
     assert!(s.secret.has_access_key && s.secret.has_secret_key);
     let copy = secret_copy_data(&d);
     assert_eq!((&copy["access-key"], &copy["secret-key"]), (&ak, &sk));
@@ -120,13 +118,7 @@ fn format_keys_become_format_flags() {
     let mut d = secret();
     d.remove("storage");
     d.remove("bucket");
-    let s = setting_with(
-        &d,
-        &pv(json!({}), json!({})),
-        &pvc(json!({})),
-        &GlobalConfig::default(),
-    )
-    .unwrap();
+    let s = resolve_data(&d).unwrap();
     assert!(!script(&s, &params(Placement::MountPod)).contains("juicefs format"));
 }
 

@@ -5,7 +5,7 @@ mod common;
 use common::{FakeCluster, obj};
 use jfs_mountspec::GlobalConfig;
 use jfs_webhook::inject::{Decision, InjectConfig, LABEL_DONE, decide};
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, Secret, Volume};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -38,6 +38,14 @@ fn app_pod() -> Pod {
     )
 }
 
+fn volumes_by_name(spec: &PodSpec) -> BTreeMap<&str, &Volume> {
+    spec.volumes
+        .iter()
+        .flatten()
+        .map(|v| (v.name.as_str(), v))
+        .collect()
+}
+
 fn mutate(p: &Pod, c: &FakeCluster, conf: &InjectConfig) -> (Pod, Vec<Secret>) {
     match decide(p, "app", c, conf, false) {
         Decision::Mutate { pod, secrets, .. } => (*pod, secrets),
@@ -61,12 +69,7 @@ fn native_sidecar_is_the_first_init_container_and_the_patch_reproduces_it() {
         "app containers untouched in number"
     );
     // The PVC volume became an emptyDir; the other volumes stayed.
-    let vols: BTreeMap<_, _> = spec
-        .volumes
-        .iter()
-        .flatten()
-        .map(|v| (v.name.as_str(), v))
-        .collect();
+    let vols = volumes_by_name(spec);
     assert!(vols["data"].empty_dir.is_some() && vols["data"].persistent_volume_claim.is_none());
     assert!(vols["ebs"].persistent_volume_claim.is_some());
     assert!(vols["cfg"].config_map.is_some());
@@ -312,13 +315,8 @@ fn extra_volumes_join_the_pod_and_ignored_settings_warn() {
     else {
         panic!("expected a mutation");
     };
-    let spec = m.spec.unwrap();
-    let vols: BTreeMap<_, _> = spec
-        .volumes
-        .iter()
-        .flatten()
-        .map(|v| (v.name.as_str(), v))
-        .collect();
+    let spec = m.spec.as_ref().unwrap();
+    let vols = volumes_by_name(spec);
     assert_eq!(
         vols["jfs-mount-hostpath-0"]
             .host_path
