@@ -15,6 +15,7 @@ Usage: bench/run.sh [--size-mib 1024] [--files 10000] [--rounds 2] [--backends s
 """
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -89,6 +90,17 @@ class Client:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def remove_bucket(path):
+    """The bucket's objects and the S3 server's metadata file per object
+    (`.bucket-<base64 name>.object-...` in its root), which otherwise pile up run after run."""
+    shutil.rmtree(path, ignore_errors=True)
+    root, name = os.path.split(path)
+    prefix = ".bucket-" + base64.urlsafe_b64encode(name.encode()).decode().rstrip("=") + "."
+    for f in os.listdir(root):
+        if f.startswith(prefix):
+            os.remove(os.path.join(root, f))
 
 
 class Backend:
@@ -329,7 +341,7 @@ def each_run(a, kind, order, body, **extra):
                     c.stop()
                 shutil.rmtree(work, ignore_errors=True)
                 if backend.bucket_dir:
-                    shutil.rmtree(backend.bucket_dir, ignore_errors=True)
+                    remove_bucket(backend.bucket_dir)
             print(kind, f"round {rnd + 1}", c.name, json.dumps(r), flush=True)
             yield c.name, r
 

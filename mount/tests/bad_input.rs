@@ -204,7 +204,7 @@ fn missing_bucket_and_wrong_credentials() {
         );
         let root = service("JFS_TEST_S3_DIR").unwrap();
         let name = format!("bkt-cred-{}", std::process::id());
-        fs::create_dir_all(std::path::Path::new(&root).join(&name)).unwrap();
+        let _bucket = common::S3Bucket::create(&root, &name);
         let e = fails(&[
             "format",
             &meta,

@@ -160,6 +160,48 @@ pub struct Volume {
     pub redis: Option<RedisDb>,
     /// The PostgreSQL database of a PostgreSQL-backed volume.
     pub pg: Option<PgDb>,
+    /// The test S3 server's bucket of an S3-backed volume.
+    pub s3_bucket: Option<S3Bucket>,
+}
+
+/// A bucket of the test S3 server, removed with its volume: the objects and the server's
+/// metadata file per object (`.bucket-<base64 name>.object-...` in the server's root), which
+/// would otherwise pile up by the hundred thousand over test runs.
+pub struct S3Bucket {
+    root: PathBuf,
+    name: String,
+}
+
+impl S3Bucket {
+    /// Makes the bucket (the server serves each directory under its root as one).
+    pub fn create(root: &str, name: &str) -> S3Bucket {
+        let root = PathBuf::from(root);
+        std::fs::create_dir_all(root.join(name)).expect("create bucket dir");
+        S3Bucket {
+            root,
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Drop for S3Bucket {
+    fn drop(&mut self) {
+        use base64::Engine;
+        let _ = std::fs::remove_dir_all(self.root.join(&self.name));
+        let prefix = format!(
+            ".bucket-{}.",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&self.name)
+        );
+        for e in std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
 }
 
 /// A PostgreSQL database made for one volume, dropped with it.
@@ -231,6 +273,7 @@ impl Volume {
         let dir = tempfile::tempdir().expect("tempdir");
         let name = unique("vol").replace('x', "-");
         let mut pg_db = None;
+        let mut s3_bucket = None;
         let (meta, storage, bucket, keys) = match b {
             Backend::SqliteFile => (
                 format!("sqlite3://{}/meta.db", dir.path().display()),
@@ -255,7 +298,7 @@ impl Volume {
                 let root = service("JFS_TEST_S3_DIR")?;
                 let keys = service("JFS_TEST_S3_KEYS")?;
                 let bucket = unique("bkt");
-                std::fs::create_dir_all(Path::new(&root).join(&bucket)).expect("create bucket dir");
+                s3_bucket = Some(S3Bucket::create(&root, &bucket));
                 let (a, s) = keys.split_once(':').expect("KEY:SECRET");
                 (
                     String::new(),
@@ -291,6 +334,7 @@ impl Volume {
             keys,
             redis,
             pg: pg_db,
+            s3_bucket,
         })
     }
 
