@@ -20,8 +20,10 @@ redis-cli -p 6379 ping >/dev/null 2>&1 || redis-server --daemonize yes --port 63
 S3_DIR="${JFS_S3_DIR:-/tmp/jfs-s3}"
 mkdir -p "$S3_DIR"
 if ! (exec 3<>/dev/tcp/127.0.0.1/9900) 2>/dev/null; then
-  nohup s3s-fs --host 127.0.0.1 --port 9900 --access-key jfstest --secret-key jfstestsecret "$S3_DIR" \
-    >/tmp/jfs-s3.log 2>&1 &
+  # Started from its own directory: s3s-fs resolves paths against its working directory,
+  # so a server started from a clone that is later deleted answers every request with 500.
+  (cd "$S3_DIR" && nohup s3s-fs --host 127.0.0.1 --port 9900 --access-key jfstest \
+    --secret-key jfstestsecret "$S3_DIR" >/tmp/jfs-s3.log 2>&1 &)
   for _ in $(seq 1 40); do
     (exec 3<>/dev/tcp/127.0.0.1/9900) 2>/dev/null && break
     sleep 0.25

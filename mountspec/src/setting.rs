@@ -290,14 +290,15 @@ pub fn resolve(i: &Inputs) -> Result<MountSetting, SpecError> {
             .collect::<Result<Vec<_>, _>>()?;
         opts = options::merge(opts, parsed);
     }
-    let cache_sources = match patch.cache_dirs.as_deref().filter(|d| !d.is_empty()) {
+    let patch_dirs = patch.cache_dirs.as_deref().filter(|d| !d.is_empty());
+    let cache_sources = match patch_dirs {
         Some(dirs) => cache::from_patch_list(dirs),
         None => cache::from_volume_context(&pv_name, &attrs)?,
     };
     if !cache_sources.is_empty() {
         let mut paths: Vec<String> = cache_sources.iter().map(|(p, _)| p.clone()).collect();
         // The volume context's volumes come first; a patch replaces the option outright.
-        if patch.cache_dirs.is_none()
+        if patch_dirs.is_none()
             && let Some(user) = opts
                 .iter()
                 .find(|o| o.key == "cache-dir")
