@@ -15,7 +15,7 @@ done
 su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='jfs'\"" | grep -q 1 ||
   su postgres -c "psql -qc \"CREATE ROLE jfs LOGIN SUPERUSER PASSWORD 'jfs'\"" >/dev/null
 
-redis-cli -p 6379 ping >/dev/null 2>&1 || redis-server --daemonize yes --port 6379 --bind 127.0.0.1 --save '' >/dev/null
+redis-cli -p 6379 ping >/dev/null 2>&1 || redis-server --daemonize yes --port 6379 --bind 127.0.0.1 --save '' --dir /tmp >/dev/null
 
 S3_DIR="${JFS_S3_DIR:-/tmp/jfs-s3}"
 mkdir -p "$S3_DIR"
