@@ -107,7 +107,6 @@ pub fn is_gone(p: &Pod) -> bool {
 }
 
 impl MountPods {
-    /// Starts the watch cache of this node's Mount Pods.
     pub fn client(&self) -> kube::Client {
         self.client.clone()
     }
@@ -122,6 +121,7 @@ impl MountPods {
         self.apps.lock().ok()?.get(target).cloned()
     }
 
+    /// Starts the watch cache of this node's Mount Pods.
     pub fn start(client: kube::Client, cfg: NodeConfig) -> Arc<MountPods> {
         let api: Api<Pod> = Api::namespaced(client.clone(), &cfg.namespace);
         let wc = watcher::Config::default()

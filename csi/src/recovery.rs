@@ -16,8 +16,8 @@ use std::time::Duration;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One pass over this node's Mount Pods.
-pub async fn pass(pods: &MountPods) {
+/// One pass over this node's Mount Pods; `events` tells app pods when their client came back.
+pub async fn pass(pods: &MountPods, events: &crate::events::Events) {
     pods.reap_delayed().await;
     // One read of the mount table for every target of every pod.
     let table = mounts::mount_table();
@@ -61,11 +61,6 @@ pub async fn pass(pods: &MountPods) {
                     Ok(()) => {
                         tracing::info!(pod = %p.name_any(), target = %t, "re-bound a broken target ({why})");
                         if let Some((ns, name)) = pods.app_of(&t) {
-                            let events = crate::events::Events::new(
-                                pods.client(),
-                                jfs_mountspec::DRIVER_NAME,
-                                &pods.cfg.node_name,
-                            );
                             events
                                 .warn(&ns, &name, "JuiceFSClientRestarted", &restart_message(&p))
                                 .await;
@@ -151,11 +146,12 @@ pub async fn sweep_stale_refs(pods: &MountPods, lister: &crate::podlist::PodList
 pub async fn run(
     pods: Arc<MountPods>,
     lister: Option<crate::podlist::PodLister>,
+    events: crate::events::Events,
     sweep_every: Duration,
 ) {
     let mut last_sweep = tokio::time::Instant::now();
     loop {
-        pass(&pods).await;
+        pass(&pods, &events).await;
         if let Some(l) = &lister
             && last_sweep.elapsed() >= sweep_every
         {

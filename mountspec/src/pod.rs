@@ -43,6 +43,7 @@ pub fn pod_name(node: &str, unique_id: &str, suffix: &str) -> String {
 pub fn mount_pod(s: &MountSetting, p: &MountPodParams) -> Pod {
     let unique_id = s.volume_handle.clone();
     let mount_path = format!("/jfs/{unique_id}-{}", p.suffix);
+    let name = pod_name(&p.node_name, &unique_id, &p.suffix);
     let mut container = mount_container(
         s,
         &ContainerParams {
@@ -77,7 +78,7 @@ pub fn mount_pod(s: &MountSetting, p: &MountPodParams) -> Pod {
     volumes.extend(s.patch.volumes.clone().unwrap_or_default());
     Pod {
         metadata: ObjectMeta {
-            name: Some(pod_name(&p.node_name, &unique_id, &p.suffix)),
+            name: Some(name.clone()),
             namespace: Some(p.namespace.clone()),
             labels: Some(labels),
             annotations: Some(annotations),
@@ -102,7 +103,7 @@ pub fn mount_pod(s: &MountSetting, p: &MountPodParams) -> Pod {
             host_pid: s.patch.host_pid,
             hostname: Some(
                 match s.patch.hostname_key.as_deref() {
-                    Some("podname") => pod_name(&p.node_name, &unique_id, &p.suffix),
+                    Some("podname") => name,
                     _ => unique_id.clone(),
                 }
                 .chars()

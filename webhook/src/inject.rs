@@ -3,9 +3,10 @@
 //! deny it with the fix in the message, or mutate it (one mount container per JuiceFS
 //! volume) and list the Secret copies the containers read.
 //!
-//! Nothing comes from the host (no hostPath anywhere: the disk cache is an `emptyDir`), so
-//! serverless pods get the same mutation as any other, unless a `cacheDirs` patch asks for
-//! a host path, which the serverless path turns into an `emptyDir`.
+//! Nothing comes from the host unless the volume asks for it (the disk cache is an
+//! `emptyDir`), so serverless pods get the same mutation as any other. A `cacheDirs` patch's
+//! host path becomes an `emptyDir` on the serverless path, and a PV's `juicefs/host-path`
+//! is denied there.
 //!
 //! Where the mount lives: the app's PVC volume becomes an `emptyDir` that the sidecar
 //! mounts with `Bidirectional` propagation (privileged) and every app and init container

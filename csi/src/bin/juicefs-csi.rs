@@ -200,17 +200,18 @@ async fn run(a: Args) -> Result<(), String> {
                 None => None,
             };
             let lister = jfs_csi::podlist::PodLister::new(kubelet, client.clone(), &node_id);
+            let events = jfs_csi::events::Events::new(client.clone(), &a.driver_name, &node_id);
             {
-                let (pods, ready) = (pods.clone(), ready.clone());
+                let (pods, ready, events) = (pods.clone(), ready.clone(), events.clone());
                 tokio::spawn(async move {
                     pods.synced().await;
                     ready.store(true, Ordering::Relaxed);
                     tracing::info!("Mount Pod cache synced: ready");
-                    jfs_csi::recovery::run(pods, Some(lister), Duration::from_secs(60)).await;
+                    jfs_csi::recovery::run(pods, Some(lister), events, Duration::from_secs(60))
+                        .await;
                 });
             }
             serve_metrics(a.metrics_port, Some(pods.clone())).await?;
-            let events = jfs_csi::events::Events::new(client.clone(), &a.driver_name, &node_id);
             let node = NodeService::new(pods, events, Some(config), node_labels);
             router
                 .add_service(IdentityServer::new(IdentityService {

@@ -103,12 +103,13 @@ impl Rig {
         };
         let pods = MountPods::start(api.client(), cfg);
         pods.synced().await;
+        let events = jfs_csi::events::Events::new(api.client(), "csi.juicefs.com", NODE);
         tokio::spawn(jfs_csi::recovery::run(
             pods.clone(),
             None,
+            events.clone(),
             Duration::from_secs(3600),
         ));
-        let events = jfs_csi::events::Events::new(api.client(), "csi.juicefs.com", NODE);
         let node = NodeService::new(pods.clone(), events, None, BTreeMap::new());
         let sock = tmp.path().join("csi.sock");
         let incoming = jfs_csi::server::bind(&sock).unwrap();
