@@ -113,6 +113,7 @@ class Backend:
             self.meta = f"sqlite3://{work}/meta.db"
             self.storage = ["--storage", "file", "--bucket", f"{work}/data"]
         else:
+            # Database 14 is the bench's own: the tests claim 1-13 (mount/tests/common).
             sh("redis-cli", "-n", "14", "FLUSHDB")
             self.meta = "redis://127.0.0.1:6379/14"
             ak, sk = os.environ.get("JFS_TEST_S3_KEYS", "jfstest:jfstestsecret").split(":", 1)

@@ -15,8 +15,9 @@ for _ in $(seq 1 30); do
   pg_isready -q -h 127.0.0.1 -p 5432 && break
   sleep 0.5
 done
-su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='jfs'\"" | grep -q 1 ||
-  su postgres -c "psql -qc \"CREATE ROLE jfs LOGIN SUPERUSER PASSWORD 'jfs'\"" >/dev/null
+# From /: psql as postgres cannot enter a clone under root's private /tmp directory.
+(cd / && su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='jfs'\"") | grep -q 1 ||
+  (cd / && su postgres -c "psql -qc \"CREATE ROLE jfs LOGIN SUPERUSER PASSWORD 'jfs'\"") >/dev/null
 
 REDIS_PORT="${JFS_REDIS_PORT:-6379}"
 redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 ||

@@ -2,7 +2,7 @@
 //! (kube-runtime reflectors), so an admission normally makes no API round trip; the few
 //! Secrets that JuiceFS PVs reference are read on demand and kept for a short while.
 
-use crate::inject::ClusterView;
+use crate::inject::{ClusterView, secret_data};
 use crate::server::BoxFut;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, Secret};
@@ -73,7 +73,8 @@ impl KubeView {
         let _ = self.scs.wait_until_ready().await;
     }
 
-    /// Secrets referenced by the JuiceFS PVs this pod uses, fetched unless fresh.
+    /// Secrets referenced by the JuiceFS PVs this pod uses, and the Secrets their `configs`
+    /// name (in the pod's namespace, where the sidecar mounts them), fetched unless fresh.
     async fn fetch_secrets(&self, pod: &Pod, ns: &str) {
         let claims = pod
             .spec
@@ -102,26 +103,48 @@ impl KubeView {
                 r.namespace.clone().unwrap_or_else(|| ns.to_string()),
                 r.name.clone().unwrap_or_default(),
             );
-            let fresh = self
-                .secrets
-                .lock()
-                .ok()
-                .and_then(|m| m.get(&key).map(|(t, _)| t.elapsed() < SECRET_TTL))
-                .unwrap_or(false);
-            if fresh {
+            let Some(secret) = self.fetch_secret(key).await else {
                 continue;
-            }
-            let api: Api<Secret> = Api::namespaced(self.client.clone(), &key.0);
-            match api.get_opt(&key.1).await {
-                Ok(found) => {
-                    if let Ok(mut m) = self.secrets.lock() {
-                        m.insert(key, (Instant::now(), found));
-                    }
-                }
-                Err(e) => tracing::warn!("reading Secret {}/{}: {e}", key.0, key.1),
+            };
+            for name in config_secret_names(&secret) {
+                self.fetch_secret((ns.to_string(), name)).await;
             }
         }
     }
+
+    /// One Secret, from the cache while fresh, else from the API server.
+    async fn fetch_secret(&self, key: (String, String)) -> Option<Secret> {
+        let cached = self.secrets.lock().ok().and_then(|m| {
+            m.get(&key)
+                .filter(|(t, _)| t.elapsed() < SECRET_TTL)
+                .map(|(_, s)| s.clone())
+        });
+        if let Some(s) = cached {
+            return s;
+        }
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &key.0);
+        match api.get_opt(&key.1).await {
+            Ok(found) => {
+                if let Ok(mut m) = self.secrets.lock() {
+                    m.insert(key, (Instant::now(), found.clone()));
+                }
+                found
+            }
+            Err(e) => {
+                tracing::warn!("reading Secret {}/{}: {e}", key.0, key.1);
+                None
+            }
+        }
+    }
+}
+
+/// The Secret names in a volume Secret's `configs` (none when it does not parse: the
+/// admission decision reports that).
+fn config_secret_names(secret: &Secret) -> Vec<String> {
+    let raw = secret_data(secret).remove("configs").unwrap_or_default();
+    jfs_mountspec::secret::string_map("configs", &String::from_utf8_lossy(&raw))
+        .map(|m| m.into_keys().collect())
+        .unwrap_or_default()
 }
 
 impl ClusterView for KubeView {

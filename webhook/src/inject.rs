@@ -145,7 +145,7 @@ fn find_volumes(pod: &Pod, ns: &str, view: &dyn ClusterView) -> Result<Vec<Found
     Ok(out)
 }
 
-fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
     let mut out: BTreeMap<String, Vec<u8>> = s
         .data
         .iter()
@@ -307,6 +307,15 @@ pub fn decide(
                 "PV {}: juicefs/mount-service-account {sa:?} is ignored: a sidecar runs as its pod's service account",
                 setting.pv_name
             ));
+        }
+        // The sidecar mounts them from the pod's namespace; without one the kubelet keeps
+        // the pod in ContainerCreating, with a message that does not say who asked for it.
+        for name in setting.secret.configs.keys() {
+            if view.secret(&ns, name).is_none() {
+                warnings.push(format!(
+                    "Secret {ns}/{name} (in configs of Secret {secret_id}) was not found: the pod waits in ContainerCreating until it exists in namespace {ns}"
+                ));
+            }
         }
         let dynamic =
             f.pv.spec

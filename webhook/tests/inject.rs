@@ -370,7 +370,24 @@ fn extra_volumes_join_the_pod_and_ignored_settings_warn() {
     let out =
         jfs_webhook::review::handle(review.to_string().as_bytes(), &c, &cfg(true), false).unwrap();
     let sent = out.response["response"]["warnings"].as_array().unwrap();
-    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert!(
+        w.contains(
+            "Secret app/jfs-conf (in configs of Secret kube-system/jfs-secret) was not found"
+        ),
+        "{w}"
+    );
+
+    // Once the configs Secret exists in the pod's namespace, that warning goes.
+    c.secrets.insert(
+        ("app".into(), "jfs-conf".into()),
+        obj(json!({"metadata": {"name": "jfs-conf", "namespace": "app"}})),
+    );
+    let Decision::Mutate { warnings, .. } = decide(&p, "app", &c, &cfg(true), false) else {
+        panic!("expected a mutation");
+    };
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(!warnings.join("\n").contains("jfs-conf"), "{warnings:?}");
 
     match decide(&p, "app", &c, &cfg(true), true) {
         Decision::Deny(m) => assert!(

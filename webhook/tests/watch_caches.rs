@@ -1,6 +1,6 @@
 //! The webhook's view of the cluster against a fake API server that lists and watches PVCs,
 //! PVs and StorageClasses and serves Secrets: after the caches sync, admissions are decided
-//! without API round trips (one Secret read, then none while it is fresh).
+//! without API round trips (each Secret read once, then not while it is fresh).
 
 use axum::Router;
 use axum::body::Body;
@@ -81,9 +81,20 @@ async fn fake() -> (Arc<Api>, kube::Client) {
             "/api/v1/namespaces/{ns}/secrets/{name}",
             get(|State(a): State<Arc<Api>>, Path((ns, name)): Path<(String, String)>| async move {
                 a.secret_gets.fetch_add(1, Ordering::SeqCst);
+                let data = match (ns.as_str(), name.as_str()) {
+                    ("kube-system", "jfs") => json!({"name": "myjfs", "metaurl": "redis://r:6379/1",
+                        "configs": "{jfs-conf: /etc/jfs, jfs-missing: /etc/missing}"}),
+                    ("app", "jfs-conf") => json!({"juicefs.conf": "x"}),
+                    _ => {
+                        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "reason": "NotFound", "code": 404,
+                            "message": format!("secrets \"{name}\" not found")});
+                        return (axum::http::StatusCode::NOT_FOUND, axum::Json(status)).into_response();
+                    }
+                };
                 axum::Json(json!({"kind": "Secret", "apiVersion": "v1",
-                    "metadata": {"name": name, "namespace": ns},
-                    "stringData": {"name": "myjfs", "metaurl": "redis://r:6379/1"}}))
+                    "metadata": {"name": name, "namespace": ns}, "stringData": data}))
+                .into_response()
             }),
         )
         .with_state(api.clone());
@@ -131,6 +142,10 @@ async fn admissions_are_served_from_watch_caches() {
             out.response
         );
         assert_eq!(out.secrets.len(), 1);
+        // The Secrets named in `configs` were looked up in the pod's namespace.
+        let warnings = out.response["response"]["warnings"].to_string();
+        assert!(warnings.contains("Secret app/jfs-missing"), "{warnings}");
+        assert!(!warnings.contains("jfs-conf"), "{warnings}");
     }
     assert_eq!(
         api.lists.load(Ordering::SeqCst),
@@ -139,7 +154,7 @@ async fn admissions_are_served_from_watch_caches() {
     );
     assert_eq!(
         api.secret_gets.load(Ordering::SeqCst),
-        1,
-        "the Secret is read once while fresh"
+        3,
+        "each Secret (the volume's, the two configs ones) is read once while fresh"
     );
 }
