@@ -75,8 +75,20 @@ fn fsynced_data_survives_kill_9_and_the_dead_mount_is_replaced(b: Backend) {
             growing_len = *size;
             continue;
         }
-        let got = fs::read(m.path(name))
-            .unwrap_or_else(|e| panic!("{name} lost after kill -9: {e}\nclient log:\n{}", m.log()));
+        let got = fs::read(m.path(name)).unwrap_or_else(|e| {
+            // Which volume the metadata now holds, and its sessions: a name other than
+            // ours means another test reformatted the database under this one.
+            let status = std::process::Command::new(OURS)
+                .args(["status", &v.meta])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            panic!(
+                "{name} lost after kill -9: {e}\nvolume {:?} now:\n{status}\nclient log:\n{}",
+                v.name,
+                m.log()
+            )
+        });
         let want = pattern(*seed, *size);
         if got != want {
             let first = got.iter().zip(&want).position(|(a, b)| a != b);
