@@ -164,6 +164,15 @@ impl ClusterView for KubeView {
         m.get(&(namespace.to_string(), name.to_string()))
             .and_then(|(_, s)| s.clone())
     }
+    fn secret_missing(&self, namespace: &str, name: &str) -> bool {
+        let Ok(m) = self.secrets.lock() else {
+            return false;
+        };
+        matches!(
+            m.get(&(namespace.to_string(), name.to_string())),
+            Some((_, None))
+        )
+    }
     fn node_labels(&self, _name: &str) -> Option<BTreeMap<String, String>> {
         // Pods are rarely bound to a node at admission; the pod's nodeSelector stands in.
         None

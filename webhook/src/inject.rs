@@ -40,6 +40,10 @@ pub trait ClusterView {
     fn pv(&self, name: &str) -> Option<PersistentVolume>;
     fn storage_class(&self, name: &str) -> Option<StorageClass>;
     fn secret(&self, namespace: &str, name: &str) -> Option<Secret>;
+    /// The Secret is known not to exist (a failed read proves nothing).
+    fn secret_missing(&self, namespace: &str, name: &str) -> bool {
+        self.secret(namespace, name).is_none()
+    }
     fn node_labels(&self, name: &str) -> Option<BTreeMap<String, String>>;
     /// Fetches what the decision for `pod` will read and a cache cannot hold (Secrets).
     fn prepare<'a>(&'a self, _pod: &'a Pod, _namespace: &'a str) -> crate::server::BoxFut<'a, ()> {
@@ -311,7 +315,7 @@ pub fn decide(
         // The sidecar mounts them from the pod's namespace; without one the kubelet keeps
         // the pod in ContainerCreating, with a message that does not say who asked for it.
         for name in setting.secret.configs.keys() {
-            if view.secret(&ns, name).is_none() {
+            if view.secret_missing(&ns, name) {
                 warnings.push(format!(
                     "Secret {ns}/{name} (in configs of Secret {secret_id}) was not found: the pod waits in ContainerCreating until it exists in namespace {ns}"
                 ));

@@ -83,8 +83,13 @@ async fn fake() -> (Arc<Api>, kube::Client) {
                 a.secret_gets.fetch_add(1, Ordering::SeqCst);
                 let data = match (ns.as_str(), name.as_str()) {
                     ("kube-system", "jfs") => json!({"name": "myjfs", "metaurl": "redis://r:6379/1",
-                        "configs": "{jfs-conf: /etc/jfs, jfs-missing: /etc/missing}"}),
+                        "configs": "{jfs-conf: /etc/jfs, jfs-missing: /etc/missing, jfs-forbidden: /etc/f}"}),
                     ("app", "jfs-conf") => json!({"juicefs.conf": "x"}),
+                    ("app", "jfs-forbidden") => {
+                        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "reason": "Forbidden", "code": 403, "message": "forbidden"});
+                        return (axum::http::StatusCode::FORBIDDEN, axum::Json(status)).into_response();
+                    }
                     _ => {
                         let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                             "reason": "NotFound", "code": 404,
@@ -146,6 +151,8 @@ async fn admissions_are_served_from_watch_caches() {
         let warnings = out.response["response"]["warnings"].to_string();
         assert!(warnings.contains("Secret app/jfs-missing"), "{warnings}");
         assert!(!warnings.contains("jfs-conf"), "{warnings}");
+        // A Secret that could not be read is not reported as missing.
+        assert!(!warnings.contains("jfs-forbidden"), "{warnings}");
     }
     assert_eq!(
         api.lists.load(Ordering::SeqCst),
@@ -154,7 +161,7 @@ async fn admissions_are_served_from_watch_caches() {
     );
     assert_eq!(
         api.secret_gets.load(Ordering::SeqCst),
-        3,
-        "each Secret (the volume's, the two configs ones) is read once while fresh"
+        3 + 20,
+        "each Secret that was read is read once while fresh; the unreadable one on each admission"
     );
 }
