@@ -24,20 +24,23 @@ redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 ||
   redis-server --daemonize yes --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --dir /tmp \
     >/dev/null 2>&1 </dev/null
 
+# Something accepts connections on loopback port $1.
+listening() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+
 S3_PORT="${JFS_S3_PORT:-9900}"
 S3_DIR="${JFS_S3_DIR:-/tmp/jfs-s3}"
 mkdir -p "$S3_DIR"
-if ! (exec 3<>/dev/tcp/127.0.0.1/"$S3_PORT") 2>/dev/null; then
+if ! listening "$S3_PORT"; then
   # Started from its own directory: s3s-fs resolves paths against its working directory,
   # so a server started from a clone that is later deleted answers every request with 500.
   # The redirections cover the whole background subshell, not only s3s-fs (see the top).
   (cd "$S3_DIR" && exec nohup s3s-fs --host 127.0.0.1 --port "$S3_PORT" --access-key jfstest \
     --secret-key jfstestsecret "$S3_DIR") >"/tmp/jfs-s3-$S3_PORT.log" 2>&1 </dev/null &
   for _ in $(seq 1 40); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$S3_PORT") 2>/dev/null && break
+    listening "$S3_PORT" && break
     sleep 0.25
   done
-  (exec 3<>/dev/tcp/127.0.0.1/"$S3_PORT") 2>/dev/null ||
+  listening "$S3_PORT" ||
     { echo "services: s3s-fs did not start on port $S3_PORT (see /tmp/jfs-s3-$S3_PORT.log)" >&2; exit 1; }
 fi
 
